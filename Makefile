@@ -1,0 +1,36 @@
+# One place for the commands. `make demo` and `make test` are the README's two commands.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+KEYWORDS := -k notice -k N_ -k t -k PluralMsg:1,2 --no-default-keywords
+
+.PHONY: demo test venv lint typecheck messages bench clean
+
+$(BIN)/votz: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(BIN)/votz
+
+venv: $(BIN)/votz
+
+demo: venv  ## the console demo on SQLite with the example campaigns
+	$(BIN)/votz chat
+
+test: venv  ## the whole test suite (SQLite and PostgreSQL)
+	$(BIN)/pytest
+
+lint: venv
+	$(BIN)/ruff check bot tests bench
+	$(BIN)/mypy
+
+messages: venv  ## extract keys, update every catalog, compile (commit the results)
+	$(BIN)/pybabel extract -F babel.cfg $(KEYWORDS) --omit-header --sort-by-file -o locales/messages.pot .
+	$(BIN)/pybabel update -i locales/messages.pot -d locales -D messages --no-fuzzy-matching --ignore-obsolete -w 100
+	$(BIN)/pybabel compile -d locales -D messages --statistics
+
+bench: venv
+	$(BIN)/python bench/inbound.py
+
+clean:
+	rm -rf $(VENV) votz.db votz.db-wal votz.db-shm

@@ -1,0 +1,98 @@
+"""Composition root: settings → catalogs, flows, engine, database, pipeline, dispatcher."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import yaml
+
+from bot.channels.base import Sender
+from bot.config import Settings
+from bot.conversation.actions import BEHAVIOUR, REGISTRY
+from bot.conversation.engine import EngineSettings, Engine
+from bot.conversation.flows import FlowSet, load_flows
+from bot.conversation.pipeline import Clock, Pipeline, utcnow
+from bot.delivery.dispatcher import Dispatcher
+from bot.domain.campaigns import PARIS, Campaign, parse_campaign
+from bot.errors import CampaignError
+from bot.i18n import I18n
+from bot.store.db import Database
+from bot.store.migrate import migrate
+from bot.store.repo import SaveReport, load_catalog, save_campaign
+
+
+def read_campaigns(path: Path, *, today: date) -> list[Campaign]:
+    """Parse one campaign file, or every `*.yaml` below a folder; slugs must be unique."""
+    files = sorted(path.rglob("*.yaml")) if path.is_dir() else [path]
+    if not files:
+        raise CampaignError(str(path), "(folder)", "no campaign files (*.yaml)")
+    found: dict[str, str] = {}
+    result = []
+    for file in files:
+        try:
+            raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise CampaignError(str(file), "(file)", str(exc).replace("\n", " ")) from None
+        campaign = parse_campaign(raw, file=str(file), today=today)
+        if campaign.slug in found:
+            raise CampaignError(str(file), "slug", f"{campaign.slug!r} is also in {found[campaign.slug]}")
+        found[campaign.slug] = str(file)
+        result.append(campaign)
+    return result
+
+
+def load_engine(i18n: I18n, flows_dir: Path | None = None) -> tuple[FlowSet, Engine]:
+    flows = load_flows(flows_dir, registry=REGISTRY, has_translation=i18n.has)
+    return flows, Engine(flows, BEHAVIOUR)
+
+
+class App:
+    """Everything one Votz process needs, wired once."""
+
+    def __init__(self, settings: Settings, db: Database, i18n: I18n, pipeline: Pipeline,
+                 dispatcher: Dispatcher, clock: Clock) -> None:
+        self.settings = settings
+        self.db = db
+        self.i18n = i18n
+        self.pipeline = pipeline
+        self.dispatcher = dispatcher
+        self.clock = clock
+
+    @classmethod
+    async def open(cls, settings: Settings, *, senders: Mapping[str, Sender] | None = None,
+                   clock: Clock = utcnow, schema: str | None = None) -> App:
+        i18n = I18n(default=settings.default_locale)
+        _, engine = load_engine(i18n)
+        db = Database(settings.database_url, schema=schema)
+        await migrate(db)
+        catalog = await db.run(load_catalog)
+        engine_settings = EngineSettings(
+            privacy_url=settings.privacy_url, contact=settings.contact,
+            idle_timeout=timedelta(hours=settings.idle_timeout_hours),
+        )
+        dispatcher = Dispatcher(db, senders or {}, clock)
+        pipeline = Pipeline(db, engine, i18n, engine_settings, catalog, clock=clock,
+                            default_locale=settings.default_locale, on_queued=dispatcher.wake)
+        return cls(settings, db, i18n, pipeline, dispatcher, clock)
+
+    def today(self) -> date:
+        return self.clock().astimezone(PARIS).date()
+
+    async def load_campaigns(self, path: Path) -> list[SaveReport]:
+        campaigns = read_campaigns(path, today=self.today())
+        now: datetime = self.clock()
+
+        def save_all(conn):  # type: ignore[no-untyped-def]
+            return [save_campaign(conn, c, now) for c in campaigns]
+
+        reports: list[SaveReport] = await self.db.run(save_all)
+        await self.refresh_catalog()
+        return reports
+
+    async def refresh_catalog(self) -> None:
+        self.pipeline.catalog = await self.db.run(load_catalog)
+
+    async def close(self) -> None:
+        await self.db.close()

@@ -1,0 +1,1 @@
+"""Channel adapters: provider events in, rendered replies out."""

@@ -1,0 +1,303 @@
+"""The `votz` command: chat (the console demo), campaigns, proposals, results, flows, db."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import io
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bot.app import App, load_engine, read_campaigns
+from bot.channels.base import Inbound
+from bot.channels.console import CHANNEL, ConsoleSender
+from bot.config import Settings
+from bot.conversation.flows import mermaid
+from bot.domain.campaigns import PARIS
+from bot.domain.results import Results, tally
+from bot.errors import VotzError
+from bot.i18n import I18n
+from bot.store.repo import (
+    ProposalStatus,
+    campaign_proposals,
+    counted_ballots,
+    get_campaign,
+    load_campaigns,
+    moderate,
+    participant_export,
+)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    if getattr(args, "database_url", None):
+        from dataclasses import replace
+
+        settings = replace(settings, database_url=args.database_url)
+    return settings
+
+
+# --- chat ------------------------------------------------------------------------------------
+
+
+async def chat(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    sender = ConsoleSender(sys.stdout)
+    app = await App.open(settings, senders={CHANNEL: sender})
+    try:
+        if not args.no_demo:
+            await app.load_campaigns(settings.campaigns_path)
+        interactive = sys.stdin.isatty()
+        print("Votz — console (Ctrl-D pour quitter / to quit). Écrivez « bonjour ».",
+              file=sys.stderr)
+        loop = asyncio.get_running_loop()
+        await app.dispatcher.drain()
+        while True:
+            if interactive:
+                print("> ", end="", flush=True)
+            line = await loop.run_in_executor(None, sys.stdin.readline)
+            if not line:
+                break
+            text = line.rstrip("\n")
+            if not interactive:
+                print(f"> {text}")
+            await app.pipeline.handle(Inbound(channel=CHANNEL, address=args.address, text=text,
+                                              received_at=app.clock()))
+            await app.dispatcher.drain()
+    finally:
+        await app.close()
+    return 0
+
+
+# --- campaigns and proposals -----------------------------------------------------------------
+
+
+async def campaigns_load(args: argparse.Namespace) -> int:
+    app = await App.open(_settings(args))
+    try:
+        for report in await app.load_campaigns(Path(args.path)):
+            verb = "created" if report.created else "updated"
+            print(f"{report.slug}: {verb}, {report.seeded} proposal(s) added")
+    finally:
+        await app.close()
+    return 0
+
+
+async def campaigns_list(args: argparse.Namespace) -> int:
+    app = await App.open(_settings(args))
+    try:
+        now = app.clock()
+        for campaign in await app.db.run(load_campaigns):
+            phase = campaign.phase_at(now)
+            print(f"{campaign.slug:32} {campaign.kind.value:22} {phase.value:12} "
+                  f"{campaign.text('title', 'fr')}")
+    finally:
+        await app.close()
+    return 0
+
+
+def campaigns_check(args: argparse.Namespace) -> int:
+    today = __import__("datetime").datetime.now(PARIS).date()
+    for campaign in read_campaigns(Path(args.path), today=today):
+        print(f"{campaign.slug}: ok ({len(campaign.seed_proposals)} proposals)")
+    return 0
+
+
+async def proposals_list(args: argparse.Namespace) -> int:
+    app = await App.open(_settings(args))
+    try:
+        def query(conn):  # type: ignore[no-untyped-def]
+            campaign = get_campaign(conn, args.slug)
+            return campaign_proposals(conn, campaign.id, status=args.status)
+
+        for p in await app.db.run(query):
+            state = "published" if p.published else "-"
+            cost = f" {p.cost} €" if p.cost else ""
+            print(f"{p.code:6} {state:10}{cost} {p.text('fr')}")
+    finally:
+        await app.close()
+    return 0
+
+
+async def proposals_moderate(args: argparse.Namespace, status: str) -> int:
+    app = await App.open(_settings(args))
+    try:
+        ids = [int(str(i).lstrip("Pp")) for i in args.ids]
+        changed = await app.db.run(lambda conn: moderate(conn, ids, status))
+        print(f"{changed} proposal(s) {status}")
+    finally:
+        await app.close()
+    return 0 if changed == len(ids) else 1
+
+
+# --- results -----------------------------------------------------------------------------------
+
+
+def format_results(results: Results, fmt: str) -> str:
+    lines = results.lines
+    if fmt == "json":
+        return json.dumps({
+            "campaign": results.campaign.slug,
+            "ballots": results.ballots,
+            "envelope": results.campaign.envelope,
+            "envelope_used": results.envelope_used,
+            "proposals": [{"code": line.proposal.code, "title": line.proposal.text("fr"),
+                           "cost": line.proposal.cost, "votes": line.votes,
+                           "winner": line.winner} for line in lines],
+            "by_age_bracket": results.by_age,
+            "by_departement": results.by_departement,
+            "suppressed_below": 5,
+        }, ensure_ascii=False, indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["code", "title", "cost", "votes", "winner"])
+        for line in lines:
+            writer.writerow([line.proposal.code, line.proposal.text("fr"),
+                             line.proposal.cost or "", line.votes, int(line.winner)])
+        return out.getvalue()
+    out_lines = [f"{results.campaign.text('title', 'fr')} — {results.ballots} ballot(s)"]
+    if results.campaign.envelope is not None:
+        out_lines.append(f"envelope {results.campaign.envelope} €, "
+                         f"winners use {results.envelope_used} €")
+    out_lines.append(f"{'code':6} {'votes':>6} {'cost':>9}  win  title")
+    for line in lines:
+        cost = str(line.proposal.cost or "")
+        mark = " *  " if line.winner else "    "
+        out_lines.append(f"{line.proposal.code:6} {line.votes:>6} {cost:>9} {mark} "
+                         f"{line.proposal.text('fr')}")
+
+    def cells(name: str, data: dict[str, int | None]) -> str:
+        shown = ", ".join(f"{k}: {'<5' if v is None else v}" for k, v in data.items())
+        return f"{name}: {shown or '-'}"
+
+    out_lines.append(cells("by age bracket", dict(results.by_age)))
+    out_lines.append(cells("by département", dict(results.by_departement)))
+    return "\n".join(out_lines) + "\n"
+
+
+async def results(args: argparse.Namespace) -> int:
+    app = await App.open(_settings(args))
+    try:
+        def query(conn):  # type: ignore[no-untyped-def]
+            campaign = get_campaign(conn, args.slug)
+            return tally(campaign, campaign_proposals(conn, campaign.id),
+                         counted_ballots(conn, campaign.id))
+
+        sys.stdout.write(format_results(await app.db.run(query), args.format))
+    finally:
+        await app.close()
+    return 0
+
+
+# --- privacy, flows, db ------------------------------------------------------------------------
+
+
+async def privacy_export(args: argparse.Namespace) -> int:
+    app = await App.open(_settings(args))
+    try:
+        data = await app.db.run(lambda conn: participant_export(conn, args.channel,
+                                                                args.address))
+    finally:
+        await app.close()
+    if data is None:
+        print("no such participant", file=sys.stderr)
+        return 1
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+    return 0
+
+
+def flows_check(args: argparse.Namespace) -> int:
+    flows, _ = load_engine(I18n(), Path(args.path) if args.path else None)
+    print(f"{len(flows.steps)} steps, {len(flows.keywords)} keywords: ok")
+    return 0
+
+
+def flows_diagram(args: argparse.Namespace) -> int:
+    flows, _ = load_engine(I18n())
+    sys.stdout.write(mermaid(flows))
+    return 0
+
+
+async def db_upgrade(args: argparse.Namespace) -> int:
+    app = await App.open(_settings(args))
+    await app.close()
+    print("schema up to date")
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="votz", description="Votz participation bot")
+    p.add_argument("--database-url", help="overrides VOTZ_DATABASE_URL")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("chat", help="talk to Votz on the console (the demo)")
+    c.add_argument("--as", dest="address", default="console", help="who you are (an address)")
+    c.add_argument("--no-demo", action="store_true", help="do not load the example campaigns")
+    c.set_defaults(run=chat)
+
+    camp = sub.add_parser("campaigns", help="campaign definitions").add_subparsers(
+        dest="action", required=True)
+    x = camp.add_parser("load", help="validate and load a YAML file or folder")
+    x.add_argument("path")
+    x.set_defaults(run=campaigns_load)
+    x = camp.add_parser("check", help="validate without loading")
+    x.add_argument("path")
+    x.set_defaults(run=campaigns_check)
+    camp.add_parser("list", help="campaigns and their current phase").set_defaults(
+        run=campaigns_list)
+
+    prop = sub.add_parser("proposals", help="moderation").add_subparsers(
+        dest="action", required=True)
+    x = prop.add_parser("list")
+    x.add_argument("slug")
+    x.add_argument("--status", choices=["submitted", "published", "rejected"])
+    x.set_defaults(run=proposals_list)
+    for name, status in (("publish", ProposalStatus.PUBLISHED),
+                         ("reject", ProposalStatus.REJECTED)):
+        x = prop.add_parser(name)
+        x.add_argument("ids", nargs="+", help="proposal codes (P12 or 12)")
+        x.set_defaults(run=lambda a, s=status: proposals_moderate(a, s))
+
+    r = sub.add_parser("results", help="tally a campaign")
+    r.add_argument("slug")
+    r.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    r.set_defaults(run=results)
+
+    priv = sub.add_parser("privacy", help="GDPR requests").add_subparsers(
+        dest="action", required=True)
+    x = priv.add_parser("export", help="everything held about one person, as JSON")
+    x.add_argument("channel")
+    x.add_argument("address")
+    x.set_defaults(run=privacy_export)
+
+    fl = sub.add_parser("flows", help="dialogue flows").add_subparsers(
+        dest="action", required=True)
+    x = fl.add_parser("check", help="validate the flows")
+    x.add_argument("path", nargs="?")
+    x.set_defaults(run=flows_check)
+    fl.add_parser("diagram", help="print a Mermaid diagram").set_defaults(run=flows_diagram)
+
+    d = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
+    d.add_parser("upgrade", help="apply migrations").set_defaults(run=db_upgrade)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    args = parser().parse_args(argv)
+    try:
+        outcome: Any = args.run(args)
+        if asyncio.iscoroutine(outcome):
+            outcome = asyncio.run(outcome)
+        return int(outcome)
+    except VotzError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,80 @@
+"""Typed settings read from the environment (prefix VOTZ_) and an optional `.env` file."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from bot.errors import ConfigError
+from bot.resources import resource_dir
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        values[key.strip()] = value.strip().strip('"').strip("'")
+    return values
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every VOTZ_* setting; the README lists them with their meaning."""
+
+    database_url: str = "sqlite:///votz.db"
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    public_url: str = ""
+    telegram_token: str = ""
+    telegram_mode: str = "polling"
+    telegram_api_url: str = ""
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_from: str = ""
+    twilio_messaging_service_sid: str = ""
+    twilio_api_url: str = ""
+    staff_telegram_ids: str = ""
+    campaigns_dir: str = ""
+    privacy_url: str = "https://www.laregioncitoyenne.fr/votz/confidentialite"
+    contact: str = "participation@laregion.fr"
+    default_locale: str = "fr"
+    idle_timeout_hours: float = 24.0
+
+    @property
+    def campaigns_path(self) -> Path:
+        return Path(self.campaigns_dir) if self.campaigns_dir else resource_dir("campaigns")
+
+    @classmethod
+    def from_env(
+        cls, environ: dict[str, str] | None = None, *, dotenv: Path | None = Path(".env")
+    ) -> Settings:
+        """Build settings from `environ` (default os.environ) over the `.env` file."""
+        source: dict[str, str] = _read_dotenv(dotenv) if dotenv is not None else {}
+        source.update(os.environ if environ is None else environ)
+        values: dict[str, object] = {}
+        for field in fields(cls):
+            key = "VOTZ_" + field.name.upper()
+            if key not in source:
+                continue
+            raw = source[key]
+            try:
+                if field.type == "int":
+                    values[field.name] = int(raw)
+                elif field.type == "float":
+                    values[field.name] = float(raw)
+                else:
+                    values[field.name] = raw
+            except ValueError:
+                raise ConfigError(f"{key}={raw!r} is not a valid {field.type}") from None
+        settings = cls(**values)  # type: ignore[arg-type]
+        if settings.telegram_mode not in {"polling", "webhook"}:
+            raise ConfigError("VOTZ_TELEGRAM_MODE must be 'polling' or 'webhook'")
+        if settings.default_locale not in {"fr", "en", "oc"}:
+            raise ConfigError("VOTZ_DEFAULT_LOCALE must be one of fr, en, oc")
+        return settings

@@ -1,0 +1,1 @@
+"""The conversation: flows (data), the pure engine, its actions, and the pipeline."""

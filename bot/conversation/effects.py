@@ -1,0 +1,55 @@
+"""What a conversation turn asks the store to do; the pipeline applies them in one transaction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.domain.participants import Status
+
+
+@dataclass(frozen=True, slots=True)
+class SetLocale:
+    locale: str
+
+
+@dataclass(frozen=True, slots=True)
+class GiveConsent:
+    privacy_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class SetProfile:
+    age_bracket: str | None = None
+    postal_code: str | None = None
+    departement: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SetStatus:
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitProposal:
+    """Adds a proposal awaiting moderation; its code is returned as `proposal_code`."""
+
+    campaign_id: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class CastBallot:
+    """Records (or replaces) the participant's one ballot in the campaign."""
+
+    campaign_id: int
+    choices: tuple[int, ...]
+    age_bracket: str | None
+    departement: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Erase:
+    """Deletes the participant and their conversation; ballots stay, anonymised."""
+
+
+Effect = SetLocale | GiveConsent | SetProfile | SetStatus | SubmitProposal | CastBallot | Erase

@@ -1,0 +1,332 @@
+"""The pure conversation engine: `advance(state, inbound, context) -> Decision`.
+
+No I/O, no clock, no awaits: everything it needs arrives in `Context`, everything it wants
+done leaves as `effects`. Order of handling for one message:
+
+1. a stopped participant hears nothing but the answer to START (or HELP);
+2. a new conversation starts onboarding;
+3. global keywords (MENU, AIDE, STOP, LANGUE, ANNULER, VOTE 3 7 12) interrupt any step;
+4. an idle conversation resumes at the menu with a short notice;
+5. otherwise the current step reads the input, runs its action and moves on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from bot.channels.base import Inbound
+from bot.conversation.effects import Effect, SetStatus
+from bot.conversation.flows import FlowSet, Step
+from bot.conversation.matching import MAX_INPUT, Option, clean, fold, match_many, match_one
+from bot.domain.ballots import Proposal
+from bot.domain.campaigns import Campaign
+from bot.domain.participants import Profile, Status
+from bot.i18n import N_, I18n, Msg, Translator
+
+MAX_HOPS = 12
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    """Where a conversation is: a step reference (`vote.confirm`) and its scratch data."""
+
+    step: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Campaigns and their published proposals, as the conversation shows them."""
+
+    campaigns: tuple[Campaign, ...] = ()
+    proposals: Mapping[int, Proposal] = field(default_factory=dict)
+
+    def by_slug(self, slug: str | None) -> Campaign | None:
+        return next((c for c in self.campaigns if c.slug == slug), None)
+
+    def by_id(self, campaign_id: int) -> Campaign | None:
+        return next((c for c in self.campaigns if c.id == campaign_id), None)
+
+    def published(self, campaign_id: int) -> list[Proposal]:
+        return sorted(
+            (p for p in self.proposals.values() if p.campaign_id == campaign_id),
+            key=lambda p: p.id,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    privacy_url: str
+    contact: str
+    idle_timeout: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    now: datetime
+    profile: Profile
+    catalog: Catalog
+    settings: EngineSettings
+    i18n: I18n
+    ballots: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # campaign id → ids
+    proposal_counts: Mapping[int, int] = field(default_factory=dict)  # campaign id → count
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of one message: new state (None: forget the conversation), what to say."""
+
+    state: State | None
+    messages: tuple[Msg, ...]
+    options: tuple[Option, ...]
+    locale: str
+    effects: tuple[Effect, ...]
+
+    @property
+    def silent(self) -> bool:
+        return not self.messages
+
+
+class Turn:
+    """The scratch pad of one `advance` call, handed to actions, views and sources."""
+
+    def __init__(self, ctx: Context, flows: FlowSet, state: State | None) -> None:
+        self.ctx = ctx
+        self.flows = flows
+        self.now = ctx.now
+        self.profile = ctx.profile
+        self.data: dict[str, Any] = dict(state.data) if state else {}
+        self.step = state.step if state else ""
+        self.effects: list[Effect] = []
+        self.messages: list[Msg] = []
+        self.options: tuple[Option, ...] = ()
+        self.forget = False
+
+    @property
+    def t(self) -> Translator:
+        return self.ctx.i18n[self.profile.locale]
+
+    def notice(self, key: str, /, **params: Any) -> None:
+        self.messages.append(Msg(key, params))
+
+    def say(self, msg: Msg) -> None:
+        self.messages.append(msg)
+
+    def effect(self, effect: Effect) -> None:
+        self.effects.append(effect)
+
+    def update_profile(self, **changes: Any) -> None:
+        self.profile = dataclasses.replace(self.profile, **changes)
+
+    def campaign(self) -> Campaign | None:
+        return self.ctx.catalog.by_slug(self.data.get("campaign"))
+
+    def decision(self) -> Decision:
+        state = None if self.forget else State(self.step, self.data, self.now)
+        return Decision(
+            state=state,
+            messages=tuple(self.messages),
+            options=self.options,
+            locale=self.profile.locale,
+            effects=tuple(self.effects),
+        )
+
+
+Action = Callable[[Turn, Any], str]
+View = Callable[[Turn], dict[str, Any]]
+Source = Callable[[Turn], Sequence[Option]]
+Shortcut = Callable[[Turn, list[str]], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    """The Python half of the flows: named actions, views and choice sources."""
+
+    actions: Mapping[str, Action]
+    views: Mapping[str, View]
+    sources: Mapping[str, Source]
+    vote_shortcut: Shortcut
+    help: Callable[[Turn], None]
+
+
+class Engine:
+    def __init__(self, flows: FlowSet, behaviour: Behaviour) -> None:
+        self.flows = flows
+        self.behaviour = behaviour
+
+    # --- one message --------------------------------------------------------------------
+
+    def advance(self, state: State | None, inbound: Inbound, ctx: Context) -> Decision:
+        turn = Turn(ctx, self.flows, state)
+        text = clean(inbound.text)[:MAX_INPUT] if inbound.choice is None else ""
+        words = fold(text).split()
+        keyword = self.flows.keywords.get(words[0]) if words else None
+        if len(words) > 1 and keyword != "vote":
+            keyword = None
+
+        if turn.profile.status is Status.STOPPED:
+            if keyword == "start":
+                turn.effect(SetStatus(Status.ACTIVE))
+                turn.update_profile(status=Status.ACTIVE)
+                turn.notice("start.back")
+                self.enter(turn, "main.menu" if turn.profile.onboarded else turn.step
+                           or "onboarding.language")
+            elif keyword == "help":
+                self.behaviour.help(turn)
+            return turn.decision()
+
+        if keyword == "stop":
+            turn.effect(SetStatus(Status.STOPPED))
+            turn.update_profile(status=Status.STOPPED)
+            turn.notice("stop.confirm")
+            turn.step = "main.menu" if turn.profile.onboarded else "onboarding.language"
+            turn.data = {}
+            return turn.decision()
+
+        if state is None or state.step not in self.flows.steps:
+            self.enter(turn, "onboarding.language")
+            return turn.decision()
+
+        if keyword is not None and keyword != "start":
+            self.on_keyword(turn, keyword, words[1:])
+            return turn.decision()
+        if keyword == "start":
+            self.enter(turn, "main.menu" if turn.profile.onboarded else turn.step)
+            return turn.decision()
+
+        idle = ctx.settings.idle_timeout
+        if (
+            state.updated_at is not None
+            and ctx.now - state.updated_at > idle
+            and turn.profile.onboarded
+            and state.step != "main.menu"
+        ):
+            turn.data = {}
+            turn.notice("common.resumed")
+            self.enter(turn, "main.menu")
+            return turn.decision()
+
+        self.answer(turn, self.flows[state.step], text, inbound.choice)
+        return turn.decision()
+
+    def on_keyword(self, turn: Turn, keyword: str, rest: list[str]) -> None:
+        onboarded = turn.profile.onboarded
+        if keyword == "help":
+            self.behaviour.help(turn)
+            self.enter(turn, turn.step)
+        elif keyword == "language":
+            self.enter(turn, "settings.language" if onboarded else "onboarding.language")
+        elif not onboarded:
+            turn.notice("onboarding.finish_first")
+            self.enter(turn, turn.step)
+        elif keyword == "menu":
+            turn.data = {}
+            self.enter(turn, "main.menu")
+        elif keyword == "cancel":
+            turn.data = {}
+            turn.notice("common.cancelled")
+            self.enter(turn, "main.menu")
+        elif keyword == "vote":
+            turn.data = {}
+            target = self.behaviour.vote_shortcut(turn, rest) if rest else "vote.start"
+            self.enter(turn, target)
+
+    # --- steps ----------------------------------------------------------------------------
+
+    def options(self, turn: Turn, step: Step) -> tuple[Option, ...]:
+        if step.source is not None:
+            return tuple(self.behaviour.sources[step.source](turn))
+        t = turn.t
+        return tuple(
+            Option(id=c.id, key=str(i), label=t(c.label)) for i, c in enumerate(step.choices, 1)
+        )
+
+    def enter(self, turn: Turn, ref: str) -> None:
+        """Move to `ref`, running automatic steps, and prompt there."""
+        for _ in range(MAX_HOPS):
+            step = self.flows[ref]
+            turn.step = ref
+            if step.automatic:
+                assert step.action is not None
+                outcome = self.behaviour.actions[step.action](turn, None)
+                if turn.forget:
+                    return
+                ref = self._target(step, outcome)
+                continue
+            options = self.options(turn, step)
+            if not options and step.input in ("one", "many"):
+                turn.notice(step.empty or N_("common.nothing"))
+                ref = "main.menu"
+                continue
+            params = self.behaviour.views[step.view](turn) if step.view else {}
+            assert step.say is not None
+            turn.say(Msg(step.say, params))
+            turn.options = options
+            return
+        raise RuntimeError(f"flow loop through {ref}")
+
+    def _target(self, step: Step, outcome: str) -> str:
+        target = step.target(outcome)
+        if target is None:
+            raise RuntimeError(f"{step.ref}: no next step for outcome {outcome!r}")
+        return target
+
+    def answer(self, turn: Turn, step: Step, text: str, choice: str | None) -> None:
+        if step.automatic:  # a conversation saved on an automatic step: run it again
+            self.enter(turn, step.ref)
+            return
+        value: Any
+        if step.input == "text":
+            value = text
+        else:
+            options = self.options(turn, step)
+            if step.input == "many" and choice is None:
+                found, unknown = match_many(text, options)
+                if unknown or not found:
+                    if unknown:
+                        turn.notice("common.unknown_codes", codes=", ".join(unknown))
+                    else:
+                        turn.notice("common.not_understood")
+                    self.enter(turn, step.ref)
+                    return
+                value = [o.id for o in found]
+            else:
+                option = match_one(text, options, choice_id=choice)
+                if option is None:
+                    turn.notice("common.not_understood")
+                    self.enter(turn, step.ref)
+                    return
+                value = [option.id] if step.input == "many" else option.id
+        if step.action is None:
+            outcome = str(value)
+        else:
+            outcome = self.behaviour.actions[step.action](turn, value)
+        if turn.forget:
+            return
+        if outcome == "retry":
+            self.enter(turn, step.ref)
+            return
+        self.enter(turn, self._target(step, outcome))
+
+
+def render(decision: Decision, i18n: I18n, results: Mapping[str, Any]) -> str:
+    """The text of a decision, with values the store produced (a proposal's code) filled in."""
+    t = i18n[decision.locale]
+    parts = []
+    for msg in decision.messages:
+        params = {k: results.get(v.name, "") if isinstance(v, Ref) else v
+                  for k, v in msg.params.items()}
+        parts.append(t.render(dataclasses.replace(msg, params=params)))
+    return "\n\n".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A message parameter the store fills in after applying effects."""
+
+    name: str

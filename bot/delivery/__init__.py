@@ -1,0 +1,1 @@
+"""Delivery: the outbox (the only way anything is sent) and the dispatcher that drains it."""

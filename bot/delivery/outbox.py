@@ -1,0 +1,138 @@
+"""The outbox: every message to send is a row with a documented status lifecycle.
+
+    queued ──claim──> sending ──ok──> sent ──(provider callback)──> delivered
+       ^                 │                                      └─> failed
+       └──transient──────┤
+                         └──permanent / too many attempts──> failed
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import Connection, and_, select, update
+
+from bot.channels.base import Reply, ReplyChoice
+from bot.store.tables import outbox
+
+MAX_ATTEMPTS = 6
+SENDING_TIMEOUT = timedelta(minutes=5)  # a claim older than this is considered lost
+
+
+class OutboxStatus(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    id: int
+    participant_id: int | None
+    channel: str
+    address: str
+    reply: Reply
+    attempts: int
+
+
+def encode_choices(choices: Sequence[ReplyChoice]) -> str:
+    return json.dumps([[c.id, c.key, c.label] for c in choices], ensure_ascii=False)
+
+
+def decode_choices(text: str) -> tuple[ReplyChoice, ...]:
+    return tuple(ReplyChoice(i, k, label) for i, k, label in json.loads(text))
+
+
+def queue_values(
+    *,
+    participant_id: int | None,
+    channel: str,
+    address: str,
+    reply: Reply,
+    now: datetime,
+    idempotency_key: str | None = None,
+) -> dict[str, object]:
+    return {
+        "participant_id": participant_id,
+        "channel": channel,
+        "address": address,
+        "text": reply.text,
+        "choices": encode_choices(reply.choices),
+        "status": OutboxStatus.QUEUED.value,
+        "attempts": 0,
+        "next_attempt_at": now,
+        "idempotency_key": idempotency_key,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def claim(conn: Connection, channels: Sequence[str], now: datetime, *, limit: int = 50
+          ) -> list[OutboxItem]:
+    """Mark up to `limit` due rows as sending and return them (SKIP LOCKED on PostgreSQL)."""
+    due = and_(
+        outbox.c.channel.in_(channels),
+        (
+            (outbox.c.status == OutboxStatus.QUEUED.value) & (outbox.c.next_attempt_at <= now)
+        ) | (
+            (outbox.c.status == OutboxStatus.SENDING.value)
+            & (outbox.c.updated_at < now - SENDING_TIMEOUT)
+        ),
+    )
+    ids = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        ids = ids.with_for_update(skip_locked=True)
+    rows = conn.execute(
+        update(outbox)
+        .where(outbox.c.id.in_(ids.scalar_subquery()))
+        .values(status=OutboxStatus.SENDING.value, attempts=outbox.c.attempts + 1,
+                updated_at=now)
+        .returning(outbox.c.id, outbox.c.participant_id, outbox.c.channel, outbox.c.address,
+                   outbox.c.text, outbox.c.choices, outbox.c.attempts)
+    ).all()
+    items = [
+        OutboxItem(r.id, r.participant_id, r.channel, r.address,
+                   Reply(r.text, decode_choices(r.choices)), r.attempts)
+        for r in rows
+    ]
+    items.sort(key=lambda item: item.id)
+    return items
+
+
+def mark_sent(conn: Connection, item_id: int, provider_id: str | None, now: datetime) -> None:
+    conn.execute(update(outbox).where(outbox.c.id == item_id).values(
+        status=OutboxStatus.SENT.value, provider_id=provider_id, updated_at=now))
+
+
+def mark_retry(conn: Connection, item: OutboxItem, reason: str, now: datetime,
+               retry_after: float | None = None) -> OutboxStatus:
+    """Queue again with exponential backoff, or fail after MAX_ATTEMPTS."""
+    if item.attempts >= MAX_ATTEMPTS:
+        return mark_failed(conn, item.id, f"gave up after {item.attempts} attempts: {reason}",
+                           now)
+    delay = retry_after if retry_after is not None else min(2 ** item.attempts, 300)
+    conn.execute(update(outbox).where(outbox.c.id == item.id).values(
+        status=OutboxStatus.QUEUED.value, failure_reason=reason[:255],
+        next_attempt_at=now + timedelta(seconds=delay), updated_at=now))
+    return OutboxStatus.QUEUED
+
+
+def mark_failed(conn: Connection, item_id: int, reason: str, now: datetime) -> OutboxStatus:
+    conn.execute(update(outbox).where(outbox.c.id == item_id).values(
+        status=OutboxStatus.FAILED.value, failure_reason=reason[:255], updated_at=now))
+    return OutboxStatus.FAILED
+
+
+def pending(conn: Connection) -> int:
+    from sqlalchemy import func
+
+    return int(conn.execute(
+        select(func.count()).select_from(outbox).where(
+            outbox.c.status.in_([OutboxStatus.QUEUED.value, OutboxStatus.SENDING.value]))
+    ).scalar_one())

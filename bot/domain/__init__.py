@@ -1,0 +1,1 @@
+"""Pure rules and value types: campaigns and phases, participants, ballots, results."""

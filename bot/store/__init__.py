@@ -1,0 +1,1 @@
+"""Storage: tables, the database runner, queries, and Alembic migrations."""

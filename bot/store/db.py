@@ -1,0 +1,117 @@
+"""Run units of work against the database: one sync Core function, one transaction.
+
+Every query in Votz is a plain function `fn(conn: Connection) -> T` written with SQLAlchemy
+Core. `Database.run(fn)` executes it inside one transaction:
+
+- `sqlite:///…` (the default): a sync engine whose single connection lives in one worker
+  thread; the whole unit of work costs one thread hop. SQLite has one writer anyway, so one
+  thread loses nothing, and `BEGIN IMMEDIATE` keeps other processes (the CLI) from deadlocking.
+- `sqlite+aiosqlite:///…` and `postgresql+asyncpg://…`: an AsyncEngine; the function runs
+  through `AsyncConnection.run_sync`. asyncpg is the scale-out path (several processes).
+
+Why not aiosqlite by default: each statement through SQLAlchemy's aiosqlite adapter costs
+several thread hops, and an inbound message needs about six statements; `bench/inbound.py
+--database-url sqlite+aiosqlite:///…` shows the difference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+T = TypeVar("T")
+
+_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=10000",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (pysqlite's implicit BEGIN is deferred).
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        for pragma in _PRAGMAS:
+            cursor.execute(pragma)
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def normalise_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean asyncpg; other URLs are kept."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+asyncpg://" + url[len("postgresql://"):]
+    return url
+
+
+class Database:
+    """Runs sync Core functions in one transaction on SQLite or PostgreSQL."""
+
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self.url = normalise_url(url)
+        parsed = make_url(self.url)
+        self.dialect = parsed.get_backend_name()
+        self._sync: Engine | None = None
+        self._async: AsyncEngine | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+            self._sync = create_engine(self.url)
+            _sqlite_setup(self._sync)
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="votz-db")
+        else:
+            kwargs: dict[str, Any] = {}
+            if self.dialect == "postgresql":
+                kwargs = {"pool_size": 10, "max_overflow": 10}
+                if schema:
+                    kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
+            self._async = create_async_engine(self.url, **kwargs)
+            if self.dialect == "sqlite":
+                _sqlite_setup(self._async.sync_engine)
+
+    def _run_in_thread(self, fn: Callable[[Connection], T]) -> T:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            assert self._sync is not None
+            conn = self._local.conn = self._sync.connect()
+        with conn.begin():
+            return fn(conn)
+
+    async def run(self, fn: Callable[[Connection], T]) -> T:
+        """Run `fn(conn)` in one transaction; commit if it returns, roll back if it raises."""
+        if self._executor is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._executor, self._run_in_thread, fn)
+        assert self._async is not None
+        async with self._async.begin() as conn:
+            return await conn.run_sync(fn)
+
+    async def close(self) -> None:
+        if self._executor is not None:
+            def _close() -> None:
+                conn: Connection | None = getattr(self._local, "conn", None)
+                if conn is not None:
+                    conn.close()
+            await asyncio.get_running_loop().run_in_executor(self._executor, _close)
+            self._executor.shutdown(wait=True)
+            self._executor = None
+            assert self._sync is not None
+            self._sync.dispose()
+        if self._async is not None:
+            await self._async.dispose()

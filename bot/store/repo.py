@@ -1,0 +1,233 @@
+"""Queries for the cold paths: campaigns, the conversation catalog, moderation, results."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Insert, Table, delete, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from bot.conversation.engine import Catalog
+from bot.domain.ballots import Proposal
+from bot.domain.campaigns import (
+    Audience,
+    BallotMethod,
+    BallotRules,
+    Campaign,
+    Kind,
+    Phase,
+    PhaseWindow,
+    ProposalRules,
+)
+from bot.domain.results import CastBallot
+from bot.errors import FrozenRulesError, StoreError
+from bot.store.tables import ballots, campaigns, participants, proposals
+
+
+class ProposalStatus:
+    SUBMITTED = "submitted"
+    PUBLISHED = "published"
+    REJECTED = "rejected"
+
+
+def insert_for(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT (SQLite and PostgreSQL)."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+def on_conflict_nothing(conn: Connection, table: Table) -> Insert:
+    stmt: Insert = insert_for(conn, table).on_conflict_do_nothing()
+    return stmt
+
+
+# --- campaign definitions ----------------------------------------------------------------------
+
+
+def campaign_to_json(campaign: Campaign) -> str:
+    return json.dumps({
+        "slug": campaign.slug,
+        "kind": campaign.kind.value,
+        "title": dict(campaign.title),
+        "summary": dict(campaign.summary),
+        "description": dict(campaign.description),
+        "phases": [[w.phase.value, w.start.isoformat(), w.end.isoformat() if w.end else None]
+                   for w in campaign.phases],
+        "audience": {"age_brackets": list(campaign.audience.age_brackets),
+                     "departements": list(campaign.audience.departements)},
+        "proposals": {"max_length": campaign.proposal_rules.max_length,
+                      "max_per_person": campaign.proposal_rules.max_per_person},
+        "ballot": {"method": campaign.ballot.method.value,
+                   "max_choices": campaign.ballot.max_choices,
+                   "min_share": campaign.ballot.min_share},
+        "envelope": campaign.envelope,
+        "contact": campaign.contact,
+    }, ensure_ascii=False, sort_keys=True)
+
+
+def campaign_from_json(text: str, campaign_id: int) -> Campaign:
+    raw = json.loads(text)
+    return Campaign(
+        id=campaign_id,
+        slug=raw["slug"],
+        kind=Kind(raw["kind"]),
+        title=raw["title"],
+        summary=raw["summary"],
+        description=raw["description"],
+        phases=tuple(
+            PhaseWindow(Phase(p), datetime.fromisoformat(s), datetime.fromisoformat(e) if e
+                        else None)
+            for p, s, e in raw["phases"]
+        ),
+        audience=Audience(tuple(raw["audience"]["age_brackets"]),
+                          tuple(raw["audience"]["departements"])),
+        proposal_rules=ProposalRules(**raw["proposals"]),
+        ballot=BallotRules(method=BallotMethod(raw["ballot"]["method"]),
+                           max_choices=raw["ballot"]["max_choices"],
+                           min_share=raw["ballot"]["min_share"]),
+        envelope=raw["envelope"],
+        contact=raw.get("contact", ""),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SaveReport:
+    slug: str
+    created: bool
+    seeded: int
+
+
+def save_campaign(conn: Connection, campaign: Campaign, now: datetime) -> SaveReport:
+    """Create or update a campaign by slug; ballot rules are frozen once voting has opened."""
+    row = conn.execute(
+        select(campaigns.c.id, campaigns.c.definition).where(campaigns.c.slug == campaign.slug)
+    ).first()
+    definition = campaign_to_json(campaign)
+    if row is None:
+        campaign_id = conn.execute(
+            campaigns.insert().values(slug=campaign.slug, definition=definition,
+                                      created_at=now, updated_at=now)
+            .returning(campaigns.c.id)
+        ).scalar_one()
+        created = True
+    else:
+        campaign_id = row.id
+        stored = campaign_from_json(row.definition, row.id)
+        vote = stored.window(Phase.VOTE)
+        frozen = vote is not None and now >= vote.start
+        if frozen and (stored.ballot != campaign.ballot or stored.envelope != campaign.envelope):
+            raise FrozenRulesError(
+                f"{campaign.slug}: ballot rules cannot change once voting has opened"
+            )
+        conn.execute(update(campaigns).where(campaigns.c.id == campaign_id)
+                     .values(definition=definition, updated_at=now))
+        created = False
+    seeded = 0
+    for seed in campaign.seed_proposals:
+        result = conn.execute(
+            on_conflict_nothing(conn, proposals).values(
+                campaign_id=campaign_id, ref=seed.ref,
+                title=json.dumps(dict(seed.title), ensure_ascii=False), cost=seed.cost,
+                status=ProposalStatus.PUBLISHED, created_at=now,
+            )
+        )
+        seeded += result.rowcount or 0
+    return SaveReport(campaign.slug, created, seeded)
+
+
+def _proposal(row: Any) -> Proposal:
+    title = json.loads(row.title) if row.title.startswith("{") else {"fr": row.title}
+    return Proposal(id=row.id, campaign_id=row.campaign_id, title=title, cost=row.cost,
+                    published=row.status == ProposalStatus.PUBLISHED)
+
+
+def proposal_title(text: str) -> str:
+    """How a participant's proposal text is stored (as the French title: it is theirs)."""
+    return json.dumps({"fr": text}, ensure_ascii=False)
+
+
+def load_campaigns(conn: Connection) -> list[Campaign]:
+    rows = conn.execute(select(campaigns.c.id, campaigns.c.definition).order_by(campaigns.c.id))
+    return [campaign_from_json(r.definition, r.id) for r in rows]
+
+
+def get_campaign(conn: Connection, slug: str) -> Campaign:
+    row = conn.execute(
+        select(campaigns.c.id, campaigns.c.definition).where(campaigns.c.slug == slug)
+    ).first()
+    if row is None:
+        raise StoreError(f"no campaign {slug!r} (see `votz campaigns list`)")
+    return campaign_from_json(row.definition, row.id)
+
+
+def load_catalog(conn: Connection) -> Catalog:
+    rows = conn.execute(
+        select(proposals).where(proposals.c.status == ProposalStatus.PUBLISHED)
+    )
+    published = {p.id: p for p in map(_proposal, rows)}
+    return Catalog(campaigns=tuple(load_campaigns(conn)), proposals=published)
+
+
+def campaign_proposals(conn: Connection, campaign_id: int, *, status: str | None = None
+                       ) -> list[Proposal]:
+    query = select(proposals).where(proposals.c.campaign_id == campaign_id)
+    if status is not None:
+        query = query.where(proposals.c.status == status)
+    return [_proposal(r) for r in conn.execute(query.order_by(proposals.c.id))]
+
+
+def moderate(conn: Connection, proposal_ids: Sequence[int], status: str) -> int:
+    result = conn.execute(
+        update(proposals).where(proposals.c.id.in_(proposal_ids)).values(status=status)
+    )
+    return result.rowcount or 0
+
+
+def counted_ballots(conn: Connection, campaign_id: int) -> list[CastBallot]:
+    rows = conn.execute(
+        select(ballots.c.choices, ballots.c.age_bracket, ballots.c.departement)
+        .where(ballots.c.campaign_id == campaign_id).order_by(ballots.c.id)
+    )
+    return [CastBallot(tuple(int(c) for c in r.choices.split(",") if c), r.age_bracket,
+                       r.departement) for r in rows]
+
+
+def participant_export(conn: Connection, channel: str, address: str) -> dict[str, Any] | None:
+    """Everything held about one person (GDPR access), as plain data."""
+    person = conn.execute(
+        select(participants).where(participants.c.channel == channel,
+                                   participants.c.address == address)
+    ).mappings().first()
+    if person is None:
+        return None
+    own = conn.execute(
+        select(proposals.c.id, proposals.c.title, proposals.c.status, campaigns.c.slug)
+        .join(campaigns, campaigns.c.id == proposals.c.campaign_id)
+        .where(proposals.c.author_id == person["id"])
+    )
+    cast = conn.execute(
+        select(ballots.c.choices, ballots.c.updated_at, campaigns.c.slug)
+        .join(campaigns, campaigns.c.id == ballots.c.campaign_id)
+        .where(ballots.c.participant_id == person["id"])
+    )
+    return {
+        "participant": {k: (v.isoformat() if isinstance(v, datetime) else v)
+                        for k, v in person.items()},
+        "proposals": [{"code": f"P{r.id}", "campaign": r.slug, "status": r.status,
+                       "text": json.loads(r.title).get("fr")} for r in own],
+        "ballots": [{"campaign": r.slug, "choices": [f"P{c}" for c in r.choices.split(",")],
+                     "updated_at": r.updated_at.isoformat()} for r in cast],
+    }
+
+
+def count_rows(conn: Connection, table: Table) -> int:
+    return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def delete_campaign(conn: Connection, slug: str) -> None:
+    conn.execute(delete(campaigns).where(campaigns.c.slug == slug))

@@ -1,0 +1,142 @@
+"""The schema, as SQLAlchemy Core tables (migrations in `migrations/versions` create it)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.types import TypeDecorator
+
+metadata = MetaData()
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes on every database (SQLite stores them as naive text)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets BIGINT identities.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+participants = Table(
+    "participants",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("locale", String(5), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("consent_at", UTCDateTime()),
+    Column("privacy_url", String(255)),
+    Column("age_bracket", String(16)),
+    Column("postal_code", String(5)),
+    Column("departement", String(3)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("channel", "address", name="uq_participants_channel_address"),
+)
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column(
+        "participant_id", Id, ForeignKey("participants.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("step", String(64), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+inbound_seen = Table(
+    "inbound_seen",
+    metadata,
+    Column("channel", String(16), primary_key=True),
+    Column("provider_id", String(64), primary_key=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+)
+
+campaigns = Table(
+    "campaigns",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("slug", String(63), nullable=False, unique=True),
+    Column("definition", Text, nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+proposals = Table(
+    "proposals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("campaign_id", Id, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("ref", String(64)),
+    Column("author_id", Id, ForeignKey("participants.id", ondelete="SET NULL")),
+    Column("title", Text, nullable=False),
+    Column("cost", Integer),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("campaign_id", "ref", name="uq_proposals_campaign_ref"),
+    Index("ix_proposals_author", "author_id", "campaign_id"),
+)
+
+ballots = Table(
+    "ballots",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("campaign_id", Id, ForeignKey("campaigns.id", ondelete="CASCADE"), nullable=False),
+    Column("participant_id", Id, ForeignKey("participants.id", ondelete="SET NULL")),
+    Column("choices", String(512), nullable=False),
+    Column("age_bracket", String(16)),
+    Column("departement", String(3)),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    UniqueConstraint("participant_id", "campaign_id", name="uq_ballots_participant_campaign"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("participant_id", Id, ForeignKey("participants.id", ondelete="CASCADE")),
+    Column("channel", String(16), nullable=False),
+    Column("address", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("choices", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime(), nullable=False),
+    Column("provider_id", String(64)),
+    Column("failure_reason", String(255)),
+    Column("idempotency_key", String(128), unique=True),
+    Column("created_at", UTCDateTime(), nullable=False),
+    Column("updated_at", UTCDateTime(), nullable=False),
+    Index("ix_outbox_due", "status", "channel", "next_attempt_at"),
+)
