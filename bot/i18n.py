@@ -75,7 +75,9 @@ class Translator:
         return format_datetime(moment.astimezone(PARIS), "d MMM y HH:mm", locale=self.locale)
 
     def euros(self, amount: int) -> str:
-        return format_decimal(amount, locale=self.locale) + " €"
+        # Plain spaces: a narrow no-break space would make an SMS cost twice as much.
+        grouped = format_decimal(amount, locale=self.locale)
+        return grouped.replace("\u202f", " ").replace("\xa0", " ") + " €"
 
 
 class I18n:

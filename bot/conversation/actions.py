@@ -37,13 +37,13 @@ PHASE_NAMES = {
     Moment.CLOSED: N_("phase.closed"),
 }
 AGE_LABELS = {
-    "under_15": N_("age.under_15"),
-    "15_17": N_("age.15_17"),
-    "18_25": N_("age.18_25"),
-    "26_34": N_("age.26_34"),
-    "35_49": N_("age.35_49"),
-    "50_64": N_("age.50_64"),
-    "65_plus": N_("age.65_plus"),
+    "under-15": N_("age.under_15"),
+    "15-17": N_("age.15_17"),
+    "18-25": N_("age.18_25"),
+    "26-34": N_("age.26_34"),
+    "35-49": N_("age.35_49"),
+    "50-64": N_("age.50_64"),
+    "65+": N_("age.65_plus"),
 }
 REFUSALS = {
     Refusal.NOT_ONBOARDED: N_("refusal.not_onboarded"),
@@ -151,7 +151,7 @@ def age_brackets(turn: Turn) -> list[Option]:
 
 
 def set_age_bracket(turn: Turn, value: Any) -> str:
-    if value == "under_15":
+    if value == "under-15":
         # Under 15, French law asks for a parent's consent too: we keep nothing.
         turn.effect(Erase())
         turn.forget = True

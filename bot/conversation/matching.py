@@ -7,7 +7,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-MAX_INPUT = 4000  # characters kept from one message; longer ones are refused by length checks
+MAX_INPUT = 20_000  # characters read from one message; proposals have far lower limits
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069]")
 _SEPARATORS = re.compile(r"[\s,;/+&]+")

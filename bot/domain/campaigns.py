@@ -47,7 +47,8 @@ class BallotMethod(StrEnum):
     BUDGET = "budget"  # pick projects whose costs fit the envelope
 
 
-AGE_BRACKETS = ("under_15", "15_17", "18_25", "26_34", "35_49", "50_64", "65_plus")
+# Written so that YAML reads them as text (15_17 would be the number 1517).
+AGE_BRACKETS = ("under-15", "15-17", "18-25", "26-34", "35-49", "50-64", "65+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +208,13 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
     audience_raw = raw.get("audience") or {}
     if not isinstance(audience_raw, dict):
         raise CampaignError(file, "audience", "expected a mapping")
-    brackets = tuple(str(b) for b in audience_raw.get("age_brackets", AGE_BRACKETS))
+    raw_brackets = audience_raw.get("age_brackets", AGE_BRACKETS)
+    if not isinstance(raw_brackets, list | tuple) or any(
+        not isinstance(b, str) for b in raw_brackets
+    ):
+        raise CampaignError(file, "audience.age_brackets",
+                            f"a list of brackets among {', '.join(AGE_BRACKETS)}")
+    brackets = tuple(raw_brackets)
     bad = [b for b in brackets if b not in AGE_BRACKETS]
     if bad or not brackets:
         raise CampaignError(
@@ -283,6 +290,8 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
         where = f"seed_proposals[{i}]"
         if not isinstance(item, dict):
             raise CampaignError(file, where, "expected {ref, title, cost}")
+        if isinstance(item.get("ref"), bool):
+            raise CampaignError(file, f"{where}.ref", "quote it: yes/no/on/off read as true/false")
         ref = str(item.get("ref") or "").strip()
         if not ref or ref in refs:
             raise CampaignError(file, f"{where}.ref", "a unique reference is required")

@@ -1,0 +1,227 @@
+"""Transcript tests, one per flow, on the console channel (real pipeline, outbox, dispatcher)."""
+
+from __future__ import annotations
+
+from bot.app import App
+from tests.conftest import FixedClock, Person, RecordingSender, code_of
+
+MENU = "1 Campagnes\n2 Proposer une idée\n3 Voter\n4 Mes données\n5 Langue\n6 Aide"
+
+
+async def test_onboarding_in_french(sqlite_app: App, sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    first = await me.say("Bonjour")
+    assert first.startswith("Bonjour ! Avec Votz")
+    assert first.endswith("1 Français\n2 English\n3 Occitan")
+    consent = await me.say("1")
+    assert "rien d'autre" in consent and "https://" in consent
+    assert (await me.say("j'accepte")).startswith("Votre tranche d'âge ?")
+    assert (await me.say("18-25 ans")).startswith("Votre code postal ?")
+    assert await me.say("31 000") == f"Merci, c'est tout bon !\n\nQue voulez-vous faire ?\n{MENU}"
+
+
+async def test_onboarding_outside_occitanie_reads_but_cannot_vote(
+    sqlite_app: App, sender: RecordingSender
+) -> None:
+    me = Person(sqlite_app, sender)
+    done = await me.onboard(postcode="75011")
+    assert "hors d'Occitanie" in done
+    await me.say("3")  # vote → two campaigns open
+    reply = await me.say("1")
+    assert "réservée aux habitants de son territoire" in reply
+
+
+async def test_declining_consent_keeps_nothing(sqlite_app: App, sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.say("salut")
+    await me.say("1")
+    assert "rien gardé" in await me.say("2")
+    from bot.store.repo import count_rows
+    from bot.store.tables import conversations, participants
+
+    assert await sqlite_app.db.run(lambda c: count_rows(c, participants)) == 0
+    assert await sqlite_app.db.run(lambda c: count_rows(c, conversations)) == 0
+    assert (await me.say("re")).startswith("Bonjour ! Avec Votz")
+
+
+async def test_under_15_is_not_registered(sqlite_app: App, sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.say("bonjour")
+    await me.say("1")
+    await me.say("1")
+    assert "accord d'un parent" in await me.say("moins de 15 ans")
+    from bot.store.repo import count_rows
+    from bot.store.tables import participants
+
+    assert await sqlite_app.db.run(lambda c: count_rows(c, participants)) == 0
+
+
+async def test_browse_a_campaign(sqlite_app: App, sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard()
+    listing = await me.say("campagnes")
+    assert listing.startswith("Campagnes en cours :")
+    assert "Budget des lycées" in listing
+    assert "Sondage terminé" not in listing  # closed campaigns are not listed
+    detail = await me.say("budget des lycees")  # by label, without accents
+    assert "Budget des lycées\nChoisissez jusqu'à 3 projets.\nÉtape : vote (jusqu'au 20 mars 2026)" in detail
+    assert detail.endswith("1 Voter\n2 Autres campagnes\n3 Menu")
+    assert (await me.say("1")).startswith("Budget des lycées\nChoisissez jusqu'à 3 projets")
+
+
+async def test_propose_flow_with_receipt_and_limit(sqlite_app: App,
+                                                   sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard(age="2")  # 15-17: the youth consultation is open to them
+    prompt = await me.say("2")
+    assert prompt == ("Tes idées pour la Région : décrivez votre idée en un message "
+                      "(120 caractères au plus).")
+    confirm = await me.say("Un bus le samedi soir entre Mende et les villages")
+    assert "« Un bus le samedi soir entre Mende et les villages »" in confirm
+    assert (await me.say("2")).startswith("Tes idées pour la Région : décrivez")  # edit
+    await me.say("Un bus le samedi soir")
+    receipt = await me.say("envoyer")
+    assert receipt.startswith("Merci ! Idée reçue, code P")
+    code = receipt.split("code ")[1].split(".")[0]
+    await me.say("2")
+    await me.say("Des concerts dans les lycées")
+    assert "Idée reçue" in await me.say("1")
+    refused = await me.say("2")
+    assert "déjà proposé 2 idées" in refused  # max_per_person: 2
+    from bot.store.repo import participant_export
+
+    data = await sqlite_app.db.run(lambda c: participant_export(c, "console", me.address))
+    assert data is not None
+    assert [p["code"] for p in data["proposals"]][0] == code
+    assert {p["status"] for p in data["proposals"]} == {"submitted"}
+
+
+async def test_vote_change_and_receipt(sqlite_app: App, sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard()
+    garden, grocery, bikes, mural = (code_of(sqlite_app, t) for t in (
+        "Jardin partagé", "Épicerie solidaire", "Vélos en prêt", "Fresque murale"))
+    await me.say("3")
+    choose = await me.say("Budget des lycées")
+    assert "Choisissez jusqu'à 3 projets" in choose
+    assert f"{garden[1:]} Jardin partagé (20 000 €)" in choose
+    confirm = await me.say(f"{garden}, {grocery} et {bikes}")
+    assert f"{garden} Jardin partagé\n{grocery} Épicerie solidaire\n{bikes} Vélos en prêt" in confirm
+    receipt = await me.say("1")
+    assert receipt.startswith(f"A voté ! Vote enregistré : {garden}, {grocery}, {bikes}. "
+                              "Modifiable jusqu'au 20 mars 2026.")
+    again = await me.say(f"VOTE {mural[1:]}")
+    assert again.startswith(f"Votre vote :\n{mural} Fresque murale")
+    changed = await me.say("valider")
+    assert changed.startswith(f"Vote modifié : {mural}.")
+    from bot.store.repo import count_rows
+    from bot.store.tables import ballots
+
+    assert await sqlite_app.db.run(lambda c: count_rows(c, ballots)) == 1
+
+
+async def test_budget_ballot_must_fit(sqlite_app: App, sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard()
+    bench, playground, lights = (code_of(sqlite_app, t) for t in (
+        "Bancs publics", "Aire de jeux", "Éclairage solaire"))
+    over = await me.say(f"VOTE {bench} {playground} {lights}")
+    assert "coûte 75 000 €, plus que l'enveloppe de 60 000 €" in over
+    under = await me.say(bench[1:])
+    assert "coûte 10 000 € : utilisez au moins 30 000 €" in under
+    confirm = await me.say(f"{playground} {bench}")
+    assert "Total : 45 000 € sur 60 000 €" in confirm
+    assert "A voté" in await me.say("1")
+
+
+async def test_my_data_and_erasure_keep_ballots_anonymous(sqlite_app: App,
+                                                           sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard(postcode="48000")
+    await me.say(f"VOTE {code_of(sqlite_app, 'Jardin partagé')}")
+    await me.say("1")
+    data = await me.say("4")
+    assert "Âge : 18-25 ans\nCode postal : 48000\nIdées : 0\nVotes : 1" in data
+    assert "Consentement : 10 mars 2026 11:00" in data
+    assert "anonymes" in await me.say("1")
+    assert "vos données sont effacées" in await me.say("1")
+    from sqlalchemy import select
+
+    from bot.store.tables import ballots, participants
+
+    rows = await sqlite_app.db.run(lambda c: c.execute(
+        select(ballots.c.participant_id, ballots.c.departement)).all())
+    assert [tuple(r) for r in rows] == [(None, "48")]
+    assert await sqlite_app.db.run(lambda c: c.execute(select(participants)).all()) == []
+    assert (await me.say("hello")).startswith("Bonjour ! Avec Votz")
+
+
+async def test_languages_occitan_then_english(sqlite_app: App, sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard()
+    occitan = await me.say("LANGUE")
+    assert occitan.endswith("1 Français\n2 English\n3 Occitan")
+    menu_oc = await me.say("3")
+    assert menu_oc.startswith("Lenga : Occitan.")
+    assert "Votar" in menu_oc
+    assert (await me.say("LENGA")).endswith("3 Occitan")
+    menu_en = await me.say("english")
+    assert menu_en.startswith("Language: English.\n\nWhat would you like to do?")
+    await me.say("vote")
+    assert "Choose up to 3 projects" in await me.say("High-school budget")
+
+
+async def test_help_and_keywords_at_any_step(sqlite_app: App, sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard()
+    await me.say("2")
+    await me.say("1") if False else None
+    helped = await me.say("aide")
+    assert "Mots-clés : MENU, AIDE" in helped and "participation@example.org" in helped
+    assert helped.endswith("(120 caractères au plus).") or "Votre" in helped
+    assert (await me.say("annuler")).startswith("C'est annulé.\n\nQue voulez-vous faire ?")
+    assert (await me.say("Menu")).startswith("Que voulez-vous faire ?")
+
+
+async def test_stop_is_confirmed_once_then_silence_until_start(
+    sqlite_app: App, sender: RecordingSender
+) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard()
+    assert "ne recevrez plus de messages" in await me.say("Arrêt")
+    assert await me.say("1") == ""
+    assert await me.say("STOP") == ""
+    assert (await me.say("reprendre")).startswith("Bon retour !")
+
+
+async def test_idle_conversation_resumes_at_menu(sqlite_app: App, sender: RecordingSender,
+                                                 clock: FixedClock) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard()
+    await me.say("3")
+    clock.advance(hours=25)
+    resumed = await me.say("1")
+    assert resumed == f"Re-bonjour ! On reprend au menu.\n\nQue voulez-vous faire ?\n{MENU}"
+    clock.advance(hours=23)
+    await me.say("3")
+    clock.advance(hours=23)
+    assert "Choisissez jusqu'à 3" in await me.say("budget des lycées")
+
+
+async def test_unknown_input_reasks_with_the_options(sqlite_app: App,
+                                                     sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard()
+    reply = await me.say("blablabla")
+    assert reply == (f"Je n'ai pas compris. Répondez par un numéro de la liste.\n\n"
+                     f"Que voulez-vous faire ?\n{MENU}")
+    assert "Je n'ai pas compris" in await me.say("9")
+
+
+async def test_keywords_before_onboarding_do_not_skip_it(sqlite_app: App,
+                                                         sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.say("hi")
+    reply = await me.say("MENU")
+    assert reply.startswith("Terminons d'abord votre inscription.\n\nBonjour ! Avec Votz")
+    assert "Terminons d'abord" in await me.say("VOTE 3")
