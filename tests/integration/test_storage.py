@@ -1,0 +1,245 @@
+"""Storage on SQLite and PostgreSQL: persistence, uniqueness, de-duplication, the outbox."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from bot.app import App
+from bot.channels.base import Inbound, PermanentSendError, Reply, SendResult, TransientSendError
+from bot.delivery.outbox import MAX_ATTEMPTS, OutboxStatus, claim, queue_values
+from bot.domain.results import tally
+from bot.errors import FrozenRulesError
+from bot.store.repo import (
+    campaign_proposals,
+    counted_ballots,
+    get_campaign,
+    moderate,
+)
+from bot.store.tables import ballots, outbox, participants
+from tests.conftest import CAMPAIGNS, FixedClock, Person, RecordingSender, code_of
+
+
+async def second_app(app: App, sender: RecordingSender, clock: FixedClock,
+                     schema: str | None) -> App:
+    other = await App.open(app.settings, senders={"console": sender}, clock=clock,
+                           schema=schema)
+    await other.refresh_catalog()
+    return other
+
+
+async def test_conversation_survives_a_restart(app: App, sender: RecordingSender,
+                                               clock: FixedClock,
+                                               database: tuple[str, str | None]) -> None:
+    me = Person(app, sender)
+    await me.onboard()
+    await me.say("3")
+    await me.say("Budget des lycées")
+    again = await second_app(app, sender, clock, database[1])
+    try:
+        later = Person(again, sender)
+        garden = code_of(again, "Jardin partagé")
+        assert (await later.say(garden[1:])).startswith(f"Votre vote :\n{garden}")
+        assert "A voté" in await later.say("1")
+    finally:
+        await again.close()
+
+
+async def test_simultaneous_confirmations_yield_one_ballot(
+    app: App, sender: RecordingSender, clock: FixedClock, database: tuple[str, str | None]
+) -> None:
+    me = Person(app, sender)
+    await me.onboard()
+    await me.say(f"VOTE {code_of(app, 'Jardin partagé')}")
+    other = await second_app(app, sender, clock, database[1])
+    try:
+        message = Inbound(channel="console", address=me.address, text="1",
+                          received_at=clock())
+        await asyncio.gather(app.pipeline.handle(message), other.pipeline.handle(message))
+    finally:
+        await other.close()
+    rows = await app.db.run(lambda c: c.execute(select(ballots.c.choices)).all())
+    assert len(rows) == 1
+
+
+async def test_database_refuses_a_second_ballot_row(app: App, sender: RecordingSender,
+                                                    clock: FixedClock) -> None:
+    me = Person(app, sender)
+    await me.onboard()
+    await me.say(f"VOTE {code_of(app, 'Jardin partagé')}")
+    await me.say("1")
+
+    def duplicate(conn):  # type: ignore[no-untyped-def]
+        row = conn.execute(select(ballots)).mappings().one()
+        conn.execute(ballots.insert().values(**{k: v for k, v in row.items() if k != "id"}))
+
+    with pytest.raises(IntegrityError):
+        await app.db.run(duplicate)
+
+
+async def test_concurrent_duplicate_deliveries_are_processed_once(
+    app: App, sender: RecordingSender, clock: FixedClock, database: tuple[str, str | None]
+) -> None:
+    other = await second_app(app, sender, clock, database[1])
+    try:
+        message = Inbound(channel="sms", address="+33611111111", text="bonjour",
+                          provider_id="SM0001", received_at=clock())
+        results = await asyncio.gather(app.pipeline.handle(message),
+                                       other.pipeline.handle(message))
+    finally:
+        await other.close()
+    assert sorted(r.duplicate for r in results) == [False, True]
+    count = await app.db.run(lambda c: len(c.execute(select(outbox.c.id)).all()))
+    assert count == 1
+
+
+async def test_erasure_keeps_ballots_anonymous(app: App, sender: RecordingSender) -> None:
+    me = Person(app, sender)
+    await me.onboard(postcode="09000")
+    await me.say(f"VOTE {code_of(app, 'Jardin partagé')}")
+    await me.say("1")
+    await me.say("4")
+    await me.say("1")
+    await me.say("1")
+
+    def read(conn):  # type: ignore[no-untyped-def]
+        return (conn.execute(select(participants)).all(),
+                [tuple(r) for r in conn.execute(select(ballots.c.participant_id,
+                                                       ballots.c.departement))])
+
+    people, kept = await app.db.run(read)
+    assert people == []
+    assert kept == [(None, "09")]
+
+
+class FlakySender:
+    channel = "console"
+
+    def __init__(self, errors: list[Exception | None]) -> None:
+        self.errors = errors
+
+    async def send(self, address: str, reply: Reply) -> SendResult:
+        error = self.errors.pop(0) if self.errors else None
+        if error is not None:
+            raise error
+        return SendResult(provider_id="ok-1")
+
+
+async def _queue_one(app: App) -> int:
+    return await app.db.run(lambda c: c.execute(outbox.insert().values(**queue_values(
+        participant_id=None, channel="console", address="+33612345678",
+        reply=Reply("Bonjour"), now=app.clock())).returning(outbox.c.id)).scalar_one())
+
+
+async def _row(app: App, row_id: int):  # type: ignore[no-untyped-def]
+    return await app.db.run(lambda c: c.execute(
+        select(outbox).where(outbox.c.id == row_id)).mappings().one())
+
+
+async def test_outbox_retries_transient_errors_with_backoff(app: App, clock: FixedClock) -> None:
+    app.dispatcher.senders["console"] = FlakySender([TransientSendError("timeout"), None])
+    row_id = await _queue_one(app)
+    assert await app.dispatcher.run_once() == 1
+    row = await _row(app, row_id)
+    assert row["status"] == OutboxStatus.QUEUED
+    assert row["attempts"] == 1
+    assert row["failure_reason"] == "timeout"
+    assert row["next_attempt_at"] == clock() + timedelta(seconds=2)
+    assert await app.dispatcher.run_once() == 0  # not due yet
+    clock.advance(seconds=2)
+    assert await app.dispatcher.run_once() == 1
+    row = await _row(app, row_id)
+    assert (row["status"], row["provider_id"], row["attempts"]) == ("sent", "ok-1", 2)
+
+
+async def test_outbox_honours_retry_after_and_gives_up(app: App, clock: FixedClock) -> None:
+    errors: list[Exception | None] = [TransientSendError("429", retry_after=30)]
+    errors += [TransientSendError("5xx") for _ in range(MAX_ATTEMPTS)]
+    app.dispatcher.senders["console"] = FlakySender(errors)
+    row_id = await _queue_one(app)
+    await app.dispatcher.run_once()
+    assert (await _row(app, row_id))["next_attempt_at"] == clock() + timedelta(seconds=30)
+    for _ in range(MAX_ATTEMPTS):
+        clock.advance(seconds=600)
+        await app.dispatcher.run_once()
+    row = await _row(app, row_id)
+    assert row["status"] == OutboxStatus.FAILED
+    assert row["failure_reason"].startswith(f"gave up after {MAX_ATTEMPTS} attempts")
+
+
+async def test_outbox_permanent_error_fails_at_once(app: App) -> None:
+    app.dispatcher.senders["console"] = FlakySender([PermanentSendError("blocked")])
+    row_id = await _queue_one(app)
+    await app.dispatcher.run_once()
+    row = await _row(app, row_id)
+    assert (row["status"], row["failure_reason"], row["attempts"]) == ("failed", "blocked", 1)
+
+
+async def test_outbox_claims_are_exclusive_and_lost_claims_come_back(app: App,
+                                                                     clock: FixedClock) -> None:
+    for _ in range(3):
+        await _queue_one(app)
+    first = await app.db.run(lambda c: claim(c, ["console"], clock(), limit=2))
+    second = await app.db.run(lambda c: claim(c, ["console"], clock(), limit=2))
+    assert len(first) == 2
+    assert len(second) == 1
+    assert {i.id for i in first}.isdisjoint({i.id for i in second})
+    clock.advance(minutes=6)  # the process that claimed them died
+    again = await app.db.run(lambda c: claim(c, ["console"], clock(), limit=10))
+    assert len(again) == 3
+
+
+async def test_ballot_rules_are_frozen_once_voting_opened(app: App, tmp_path: Path) -> None:
+    changed = (CAMPAIGNS / "pick.yaml").read_text().replace("max_choices: 3", "max_choices: 2")
+    (tmp_path / "pick.yaml").write_text(changed)
+    with pytest.raises(FrozenRulesError):
+        await app.load_campaigns(tmp_path / "pick.yaml")
+    later = (CAMPAIGNS / "ideas.yaml").read_text() + "ballot: {method: single}\n"
+    (tmp_path / "ideas.yaml").write_text(later)
+    await app.load_campaigns(tmp_path / "ideas.yaml")  # its vote has not opened: allowed
+
+
+async def test_results_from_the_database(app: App, sender: RecordingSender) -> None:
+    garden, bikes = code_of(app, "Jardin partagé"), code_of(app, "Vélos en prêt")
+    for n in range(6):
+        person = Person(app, sender, address=f"+3360000010{n}")
+        await person.onboard(postcode="31000" if n < 5 else "48000")
+        await person.say(f"VOTE {garden} {bikes}" if n % 2 else f"VOTE {garden}")
+        await person.say("1")
+
+    def query(conn):  # type: ignore[no-untyped-def]
+        campaign = get_campaign(conn, "pick")
+        return tally(campaign, campaign_proposals(conn, campaign.id),
+                     counted_ballots(conn, campaign.id))
+
+    results = await app.db.run(query)
+    assert results.ballots == 6
+    assert [(line.proposal.code, line.votes) for line in results.lines][:2] == [
+        (garden, 6), (bikes, 3)]
+    assert results.by_departement == {"31": 5, "48": None}
+    assert results.envelope_used == 60000
+
+
+async def test_moderation_publishes_a_proposal_for_voting(app: App,
+                                                          sender: RecordingSender) -> None:
+    author = Person(app, sender, address="+33600000077")
+    await author.onboard(age="2")
+    await author.say("2")
+    await author.say("Un cinéma de plein air l'été")
+    code = (await author.say("1")).split("code ")[1].split(".")[0]
+    assert await app.db.run(lambda c: moderate(c, [int(code[1:])], "published")) == 1
+    await app.refresh_catalog()
+    assert code in {p.code for p in app.pipeline.catalog.proposals.values()}
+
+
+async def test_migrations_are_idempotent(app: App, clock: FixedClock,
+                                         database: tuple[str, str | None]) -> None:
+    settings = replace(app.settings)
+    again = await App.open(settings, clock=clock, schema=database[1])
+    await again.close()
