@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, select, update
 
 from bot.channels.base import Inbound, Reply, ReplyChoice
 from bot.conversation.effects import (
@@ -35,7 +35,7 @@ from bot.delivery.outbox import queue_values
 from bot.domain.participants import Profile, Status
 from bot.i18n import I18n
 from bot.store.db import Database
-from bot.store.repo import ProposalStatus, insert_for, on_conflict_nothing, proposal_title
+from bot.store.repo import ProposalStatus, insert_for, proposal_title
 from bot.store.tables import ballots, conversations, inbound_seen, outbox, participants, proposals
 
 Clock = Callable[[], datetime]
@@ -54,15 +54,58 @@ class Handled:
     participant_id: int | None = None
 
 
-# Statements built once; SQLAlchemy caches their compiled form.
-_PERSON = (
-    select(participants, conversations.c.step, conversations.c.data,
-           conversations.c.updated_at.label("state_at"))
-    .outerjoin(conversations, conversations.c.participant_id == participants.c.id)
-)
-_BALLOTS = select(ballots.c.campaign_id, ballots.c.choices)
-_COUNTS = (select(proposals.c.campaign_id, func.count())
-           .group_by(proposals.c.campaign_id))
+class Statements:
+    """The hot path's statements, built once per dialect with bound parameters.
+
+    Building a statement (`.values()`, `.where()`) costs more than executing it on SQLite;
+    prebuilt statements let SQLAlchemy reuse the compiled form from its cache.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        postgres = conn.dialect.name == "postgresql"
+        b = bindparam
+        self.seen = insert_for(conn, inbound_seen).values(
+            channel=b("channel"), provider_id=b("provider_id"), received_at=b("now"),
+        ).on_conflict_do_nothing()
+        person = (
+            select(participants, conversations.c.step, conversations.c.data,
+                   conversations.c.updated_at.label("state_at"))
+            .outerjoin(conversations, conversations.c.participant_id == participants.c.id)
+            .where(participants.c.channel == b("channel"), participants.c.address == b("address"))
+        )
+        self.person = person.with_for_update(of=participants) if postgres else person
+        self.new_person = insert_for(conn, participants).values(
+            channel=b("channel"), address=b("address"), locale=b("locale"),
+            status=Status.ACTIVE.value, created_at=b("now"),
+        ).on_conflict_do_nothing()
+        self.ballots = select(ballots.c.campaign_id, ballots.c.choices).where(
+            ballots.c.participant_id == b("pid"))
+        self.counts = (select(proposals.c.campaign_id, func.count())
+                       .where(proposals.c.author_id == b("pid"))
+                       .group_by(proposals.c.campaign_id))
+        state = insert_for(conn, conversations).values(
+            participant_id=b("pid"), step=b("step"), data=b("data"), updated_at=b("now"))
+        self.save_state = state.on_conflict_do_update(
+            index_elements=["participant_id"],
+            set_={"step": state.excluded.step, "data": state.excluded.data,
+                  "updated_at": state.excluded.updated_at},
+        )
+        self.update_person = update(participants).where(participants.c.id == b("pid"))
+        self.new_proposal = proposals.insert().values(
+            campaign_id=b("campaign_id"), author_id=b("pid"), title=b("title"),
+            status=ProposalStatus.SUBMITTED, created_at=b("now"),
+        ).returning(proposals.c.id)
+        ballot = insert_for(conn, ballots).values(
+            campaign_id=b("campaign_id"), participant_id=b("pid"), choices=b("choices"),
+            age_bracket=b("age_bracket"), departement=b("departement"),
+            created_at=b("now"), updated_at=b("now"))
+        self.cast = ballot.on_conflict_do_update(
+            index_elements=["participant_id", "campaign_id"],
+            set_={"choices": ballot.excluded.choices, "age_bracket": ballot.excluded.age_bracket,
+                  "departement": ballot.excluded.departement,
+                  "updated_at": ballot.excluded.updated_at},
+        )
+        self.queue = outbox.insert()
 
 
 class Pipeline:
@@ -87,6 +130,13 @@ class Pipeline:
         self.default_locale = default_locale
         self.on_queued = on_queued
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._statements: dict[str, Statements] = {}
+
+    def statements(self, conn: Connection) -> Statements:
+        found = self._statements.get(conn.dialect.name)
+        if found is None:
+            found = self._statements[conn.dialect.name] = Statements(conn)
+        return found
 
     async def handle(self, inbound: Inbound) -> Handled:
         key = (inbound.channel, inbound.address)
@@ -107,22 +157,20 @@ class Pipeline:
 
     def process(self, conn: Connection, inbound: Inbound) -> Handled:
         now = self.clock()
+        sql = self.statements(conn)
+        who = {"channel": inbound.channel, "address": inbound.address}
         if inbound.provider_id is not None:
-            fresh = conn.execute(
-                on_conflict_nothing(conn, inbound_seen).values(
-                    channel=inbound.channel, provider_id=inbound.provider_id, received_at=now)
-            ).rowcount
-            if not fresh:
+            fresh = conn.execute(sql.seen, {"channel": inbound.channel,
+                                            "provider_id": inbound.provider_id, "now": now})
+            if not fresh.rowcount:
                 return Handled(duplicate=True)
 
-        row = self._person(conn, inbound)
+        row = conn.execute(sql.person, who).first()
         if row is None:
             locale = inbound.locale_hint if inbound.locale_hint in ("fr", "en", "oc") else None
-            conn.execute(on_conflict_nothing(conn, participants).values(
-                channel=inbound.channel, address=inbound.address,
-                locale=locale or self.default_locale, status=Status.ACTIVE.value,
-                created_at=now))
-            row = self._person(conn, inbound)
+            conn.execute(sql.new_person, {**who, "locale": locale or self.default_locale,
+                                          "now": now})
+            row = conn.execute(sql.person, who).first()
             assert row is not None
         profile = Profile(
             id=row.id, locale=row.locale, consent_at=row.consent_at,
@@ -135,46 +183,32 @@ class Pipeline:
         ballots_by_campaign: dict[int, tuple[int, ...]] = {}
         counts: dict[int, int] = {}
         if profile.consent_at is not None:
-            for b in conn.execute(_BALLOTS.where(ballots.c.participant_id == profile.id)):
+            for b in conn.execute(sql.ballots, {"pid": profile.id}):
                 ballots_by_campaign[b.campaign_id] = tuple(int(c) for c in b.choices.split(","))
-            for campaign_id, count in conn.execute(
-                _COUNTS.where(proposals.c.author_id == profile.id)
-            ):
+            for campaign_id, count in conn.execute(sql.counts, {"pid": profile.id}):
                 counts[campaign_id] = count
         ctx = Context(now=now, profile=profile, catalog=self.catalog, settings=self.settings,
                       i18n=self.i18n, ballots=ballots_by_campaign, proposal_counts=counts)
         decision = self.engine.advance(state, inbound, ctx)
 
-        results = self._apply(conn, decision, profile, now)
+        results = self._apply(conn, sql, decision, profile, now)
         erased = any(isinstance(e, Erase) for e in decision.effects)
         if not erased and decision.state is not None:
-            self._save_state(conn, profile.id, decision.state, now)
+            conn.execute(sql.save_state, {
+                "pid": profile.id, "step": decision.state.step, "now": now,
+                "data": json.dumps(dict(decision.state.data), ensure_ascii=False)})
         if decision.silent:
             return Handled(participant_id=profile.id)
         reply = Reply(
             render(decision, self.i18n, results),
             tuple(ReplyChoice(o.id, o.key, o.label) for o in decision.options),
         )
-        conn.execute(outbox.insert().values(**queue_values(
+        conn.execute(sql.queue, queue_values(
             participant_id=None if erased else profile.id, channel=inbound.channel,
-            address=inbound.address, reply=reply, now=now)))
+            address=inbound.address, reply=reply, now=now))
         return Handled(reply=reply, participant_id=None if erased else profile.id)
 
-    def _person(self, conn: Connection, inbound: Inbound) -> Any:
-        query = _PERSON.where(participants.c.channel == inbound.channel,
-                              participants.c.address == inbound.address)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(of=participants)
-        return conn.execute(query).first()
-
-    def _save_state(self, conn: Connection, participant_id: int, state: State,
-                    now: datetime) -> None:
-        values = {"step": state.step, "data": json.dumps(dict(state.data), ensure_ascii=False),
-                  "updated_at": now}
-        stmt = insert_for(conn, conversations).values(participant_id=participant_id, **values)
-        conn.execute(stmt.on_conflict_do_update(index_elements=["participant_id"], set_=values))
-
-    def _apply(self, conn: Connection, decision: Decision, profile: Profile,
+    def _apply(self, conn: Connection, sql: Statements, decision: Decision, profile: Profile,
                now: datetime) -> dict[str, Any]:
         """Apply the decision's effects; return values replies refer to (proposal codes)."""
         changes: dict[str, Any] = {}
@@ -192,26 +226,20 @@ class Pipeline:
                 case SetStatus(status=status):
                     changes["status"] = status.value
                 case SubmitProposal(campaign_id=campaign_id, text=text):
-                    new_id = conn.execute(proposals.insert().values(
-                        campaign_id=campaign_id, author_id=profile.id,
-                        title=proposal_title(text), status=ProposalStatus.SUBMITTED,
-                        created_at=now).returning(proposals.c.id)).scalar_one()
+                    new_id = conn.execute(sql.new_proposal, {
+                        "campaign_id": campaign_id, "pid": profile.id,
+                        "title": proposal_title(text), "now": now}).scalar_one()
                     results["proposal_code"] = f"P{new_id}"
                 case CastBallot() as b:
-                    values = {"choices": ",".join(map(str, b.choices)),
-                              "age_bracket": b.age_bracket, "departement": b.departement,
-                              "updated_at": now}
-                    stmt = insert_for(conn, ballots).values(
-                        campaign_id=b.campaign_id, participant_id=profile.id,
-                        created_at=now, **values)
-                    conn.execute(stmt.on_conflict_do_update(
-                        index_elements=["participant_id", "campaign_id"], set_=values))
+                    conn.execute(sql.cast, {
+                        "campaign_id": b.campaign_id, "pid": profile.id, "now": now,
+                        "choices": ",".join(map(str, b.choices)),
+                        "age_bracket": b.age_bracket, "departement": b.departement})
                 case Erase():
                     erase_participant(conn, profile.id)
                     return results
         if changes:
-            conn.execute(update(participants).where(participants.c.id == profile.id)
-                         .values(**changes))
+            conn.execute(sql.update_person, {"pid": profile.id, **changes})
         return results
 
 
