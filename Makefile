@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 KEYWORDS := -k notice -k N_ -k t -k PluralMsg:1,2 --no-default-keywords
 
-.PHONY: demo test venv lint typecheck messages bench clean
+.PHONY: demo test venv lint messages bench check-wheel clean
 
 $(BIN)/votz: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,15 @@ messages: venv  ## extract keys, update every catalog, compile (commit the resul
 
 bench: venv
 	$(BIN)/python bench/inbound.py
+
+check-wheel:  ## a plain (non-editable) install ships flows, campaigns and catalogs
+	rm -rf build/wheel-venv
+	$(PYTHON) -m venv build/wheel-venv
+	build/wheel-venv/bin/pip install --quiet .
+	cd build && printf 'bonjour\n2\n' | wheel-venv/bin/votz --database-url sqlite:///wheel.db chat | grep -q "To take part, we keep your language" \
+	  || { echo "the installed wheel does not hold a conversation"; exit 1; }
+	cd build && wheel-venv/bin/votz flows check
+	rm -rf build/wheel-venv build/wheel.db*
 
 clean:
 	rm -rf $(VENV) votz.db votz.db-wal votz.db-shm

@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bot.app import App  # noqa: E402
-from bot.channels.base import Inbound, Reply, SendResult  # noqa: E402
-from bot.config import Settings  # noqa: E402
+from bot.app import App
+from bot.channels.base import Inbound, Reply, SendResult
+from bot.config import Settings
 
 
 class NullSender:
@@ -91,7 +91,8 @@ async def run(args: argparse.Namespace) -> None:
     ms = [x * 1000 for x in latencies]
     p99 = ms[min(len(ms) - 1, int(len(ms) * 0.99))]
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"database         {url.split('://')[0]}  ({'dispatcher on' if args.dispatch else 'pipeline only'})")
+    mode = "dispatcher on" if args.dispatch else "pipeline only"
+    print(f"database         {url.split('://')[0]}  ({mode})")
     print(f"participants     {args.participants}  concurrency {args.concurrency}")
     print(f"messages         {len(ms)} in {elapsed:.2f} s")
     print(f"throughput       {len(ms) / elapsed:,.0f} messages/s")

@@ -11,7 +11,7 @@ import yaml
 from bot.channels.base import Sender
 from bot.config import Settings
 from bot.conversation.actions import BEHAVIOUR, REGISTRY
-from bot.conversation.engine import EngineSettings, Engine
+from bot.conversation.engine import Engine, EngineSettings
 from bot.conversation.flows import FlowSet, load_flows
 from bot.conversation.pipeline import Clock, Pipeline, utcnow
 from bot.delivery.dispatcher import Dispatcher
@@ -23,6 +23,16 @@ from bot.store.migrate import migrate
 from bot.store.repo import SaveReport, load_catalog, save_campaign
 
 
+class _TextDates(yaml.SafeLoader):
+    """YAML without implicit timestamps: dates stay text, so errors can name their field."""
+
+
+_TextDates.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 def read_campaigns(path: Path, *, today: date) -> list[Campaign]:
     """Parse one campaign file, or every `*.yaml` below a folder; slugs must be unique."""
     files = sorted(path.rglob("*.yaml")) if path.is_dir() else [path]
@@ -32,12 +42,13 @@ def read_campaigns(path: Path, *, today: date) -> list[Campaign]:
     result = []
     for file in files:
         try:
-            raw = yaml.safe_load(file.read_text(encoding="utf-8"))
+            raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_TextDates)  # noqa: S506
         except (OSError, yaml.YAMLError) as exc:
             raise CampaignError(str(file), "(file)", str(exc).replace("\n", " ")) from None
         campaign = parse_campaign(raw, file=str(file), today=today)
         if campaign.slug in found:
-            raise CampaignError(str(file), "slug", f"{campaign.slug!r} is also in {found[campaign.slug]}")
+            raise CampaignError(str(file), "slug",
+                                f"{campaign.slug!r} is also in {found[campaign.slug]}")
         found[campaign.slug] = str(file)
         result.append(campaign)
     return result

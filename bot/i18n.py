@@ -42,7 +42,7 @@ class Msg:
     n: int | None = None
 
 
-def PluralMsg(singular: str, plural: str, n: int, **params: Any) -> Msg:  # noqa: N802
+def PluralMsg(singular: str, plural: str, n: int, **params: Any) -> Msg:
     return Msg(singular, {"n": n, **params}, plural=plural, n=n)
 
 

@@ -6,8 +6,8 @@ Every function here is pure: it reads the `Turn` and writes notices, data and ef
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from bot.conversation.effects import (
@@ -515,7 +515,7 @@ BEHAVIOUR = Behaviour(
     views=VIEWS,
     sources={name: fn for name, (fn, _) in SOURCES.items()},
     vote_shortcut=vote_shortcut,
-    help=lambda turn: show_help(turn),  # type: ignore[func-returns-value]
+    help=show_help,
 )
 
 __all__ = ["BEHAVIOUR", "REGISTRY", "Msg"]

@@ -151,7 +151,7 @@ class Behaviour:
     views: Mapping[str, View]
     sources: Mapping[str, Source]
     vote_shortcut: Shortcut
-    help: Callable[[Turn], None]
+    help: Callable[[Turn], object]
 
 
 class Engine:

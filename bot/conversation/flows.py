@@ -199,7 +199,9 @@ def _check_step(
     registry: Registry,
     has_translation: Callable[[str], bool] | None,
 ) -> None:
-    fail = lambda problem: FlowError(step.file, step.ref, problem)  # noqa: E731
+    def fail(problem: str) -> FlowError:
+        return FlowError(step.file, step.ref, problem)
+
     if step.action is not None and step.action not in registry.actions:
         raise fail(f"unknown action {step.action!r}")
     if step.view is not None and step.view not in registry.views:
@@ -245,7 +247,10 @@ def _check_reachable(steps: Mapping[str, Step]) -> None:
 def mermaid(flows: FlowSet) -> str:
     """The flows as one Mermaid diagram, for staff and reviewers."""
     lines = ["flowchart TD"]
-    node = lambda ref: ref.replace(".", "_")  # noqa: E731
+
+    def node(ref: str) -> str:
+        return ref.replace(".", "_")
+
     for ref, step in flows.steps.items():
         shape = f"{node(ref)}{{{{{ref}}}}}" if step.automatic else f'{node(ref)}["{ref}"]'
         lines.append(f"  {shape}")

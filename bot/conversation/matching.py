@@ -41,7 +41,9 @@ class Option:
     codes: tuple[str, ...] = ()
 
 
-def match_one(text: str, options: Sequence[Option], *, choice_id: str | None = None) -> Option | None:
+def match_one(
+    text: str, options: Sequence[Option], *, choice_id: str | None = None
+) -> Option | None:
     if choice_id is not None:
         return next((o for o in options if o.id == choice_id), None)
     folded = fold(text)

@@ -30,7 +30,15 @@ from bot.conversation.effects import (
     SetStatus,
     SubmitProposal,
 )
-from bot.conversation.engine import Catalog, Context, Decision, Engine, EngineSettings, State, render
+from bot.conversation.engine import (
+    Catalog,
+    Context,
+    Decision,
+    Engine,
+    EngineSettings,
+    State,
+    render,
+)
 from bot.delivery.outbox import queue_values
 from bot.domain.participants import Profile, Status
 from bot.i18n import I18n

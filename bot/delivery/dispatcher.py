@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
 from bot.channels.base import PermanentSendError, Sender, TransientSendError
-from bot.delivery.outbox import OutboxStatus, claim, mark_failed, mark_retry, mark_sent
+from bot.delivery.outbox import (
+    OutboxItem,
+    OutboxStatus,
+    claim,
+    mark_failed,
+    mark_retry,
+    mark_sent,
+)
 from bot.store.db import Database
 
 log = logging.getLogger("votz.dispatcher")
@@ -32,26 +40,29 @@ class Dispatcher:
         now = self.clock()
         items = await self.db.run(lambda conn: claim(conn, channels, now, limit=self.batch))
         for item in items:
-            sender = self.senders[item.channel]
-            try:
-                result = await sender.send(item.address, item.reply)
-            except TransientSendError as exc:
-                status = await self.db.run(lambda conn, i=item, e=exc: mark_retry(
-                    conn, i, e.reason, self.clock(), e.retry_after))
-                log.warning("outbox.retry id=%s reason=%s status=%s", item.id, exc.reason,
-                            status.value)
-            except PermanentSendError as exc:
-                await self.db.run(lambda conn, i=item, e=exc: mark_failed(
-                    conn, i.id, e.reason, self.clock()))
-                log.warning("outbox.failed id=%s reason=%s", item.id, exc.reason)
-            except Exception as exc:  # a bug in a sender must not lose the message
-                await self.db.run(lambda conn, i=item, e=exc: mark_retry(
-                    conn, i, f"{type(e).__name__}: {e}", self.clock()))
-                log.exception("outbox.sender_error id=%s", item.id)
-            else:
-                await self.db.run(lambda conn, i=item: mark_sent(
-                    conn, i.id, result.provider_id, self.clock()))
+            await self._deliver(item)
         return len(items)
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        sender = self.senders[item.channel]
+        try:
+            result = await sender.send(item.address, item.reply)
+        except TransientSendError as exc:
+            reason, retry_after = exc.reason, exc.retry_after
+            status = await self.db.run(
+                lambda conn: mark_retry(conn, item, reason, self.clock(), retry_after))
+            log.warning("outbox.retry id=%s reason=%s status=%s", item.id, reason, status.value)
+        except PermanentSendError as exc:
+            reason = exc.reason
+            await self.db.run(lambda conn: mark_failed(conn, item.id, reason, self.clock()))
+            log.warning("outbox.failed id=%s reason=%s", item.id, reason)
+        except Exception as exc:  # a bug in a sender must not lose the message
+            reason = f"{type(exc).__name__}: {exc}"
+            await self.db.run(lambda conn: mark_retry(conn, item, reason, self.clock()))
+            log.exception("outbox.sender_error id=%s", item.id)
+        else:
+            provider_id = result.provider_id
+            await self.db.run(lambda conn: mark_sent(conn, item.id, provider_id, self.clock()))
 
     async def drain(self) -> None:
         """Send everything due now (used by the console and tests)."""
@@ -63,10 +74,8 @@ class Dispatcher:
             while await self.run_once():
                 pass
             self._wake.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=idle)
-            except TimeoutError:
-                pass
 
 
 __all__ = ["Dispatcher", "OutboxStatus"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -199,7 +200,7 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
     if not isinstance(slug, str) or not _SLUG.match(slug):
         raise CampaignError(file, "slug", "lowercase letters, digits and dashes (2-63)")
     try:
-        kind = Kind(raw.get("kind"))
+        kind = Kind(str(raw.get("kind")))
     except ValueError:
         raise CampaignError(
             file, "kind", f"one of {', '.join(k.value for k in Kind)}, got {raw.get('kind')!r}"
@@ -249,7 +250,7 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
         windows.append(PhaseWindow(phase, start, end))
     order = list(Phase)
     windows.sort(key=lambda w: order.index(w.phase))
-    for before, after in zip(windows, windows[1:], strict=False):
+    for before, after in itertools.pairwise(windows):
         if before.end is None or before.end > after.start:
             raise CampaignError(
                 file, f"phases.{after.phase.value}.start",

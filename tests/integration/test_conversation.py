@@ -92,7 +92,7 @@ async def test_propose_flow_with_receipt_and_limit(sqlite_app: App,
 
     data = await sqlite_app.db.run(lambda c: participant_export(c, "console", me.address))
     assert data is not None
-    assert [p["code"] for p in data["proposals"]][0] == code
+    assert next(p["code"] for p in data["proposals"]) == code
     assert {p["status"] for p in data["proposals"]} == {"submitted"}
 
 

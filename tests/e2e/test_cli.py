@@ -1,0 +1,121 @@
+"""The `votz` command as staff and a newcomer use it: real processes, piped stdin."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def votz(tmp_path: Path, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VOTZ_DATABASE_URL": f"sqlite:///{tmp_path / 'votz.db'}"}
+    env = {k: v for k, v in env.items() if not k.startswith("VOTZ_") or k == "VOTZ_DATABASE_URL"}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args], input=stdin, capture_output=True, text=True,
+        env=env, cwd=tmp_path, timeout=120, check=False,
+    )
+
+
+def transcript(output: str) -> list[tuple[str, str]]:
+    """[(what the person typed, what Votz answered)] from a piped `votz chat`."""
+    turns: list[tuple[str, str]] = []
+    for block in output.split("\n> ")[1:] if not output.startswith("> ") else \
+            ("\n" + output).split("\n> ")[1:]:
+        said, _, answer = block.partition("\n")
+        turns.append((said, answer.strip()))
+    return turns
+
+
+def test_demo_conversation_piped(tmp_path: Path) -> None:
+    lines = [
+        "Bonjour", "1", "1", "3", "31000",              # onboard in French
+        "1", "Vos solutions pour la vie étudiante",    # read the 2024 campaign
+        "MENU", "2", "Des navettes gratuites le vendredi soir vers les gares", "1",  # propose
+        "3", "Démo – Vos solutions pour la vie étudiante",
+    ]
+    first = votz(tmp_path, "chat", stdin="\n".join(lines) + "\n")
+    assert first.returncode == 0, first.stderr
+    turns = dict(transcript(first.stdout))
+    assert "Étape : résultats" in turns["Vos solutions pour la vie étudiante"]
+    assert turns["1"].startswith("Merci ! Idée reçue, code P")  # the last "1" sent it
+    choose = turns["Démo – Vos solutions pour la vie étudiante"]
+    assert "Choisissez jusqu'à 3 projets" in choose
+    codes = [line.split()[0] for line in choose.splitlines()[2:5]]
+
+    more = [
+        " ".join(codes), "1",                  # vote for three, receipt
+        f"VOTE {codes[0]}", "1",               # change the vote
+        "LANGUE", "3", "LENGA", "2",           # Occitan, then English
+        "STOP", "hello",
+    ]
+    second = votz(tmp_path, "chat", stdin="\n".join(more) + "\n")
+    assert second.returncode == 0, second.stderr
+    turns2 = transcript(second.stdout)
+    answers = [answer for _, answer in turns2]
+    assert answers[1].startswith(f"A voté ! Vote enregistré : P{codes[0]}, P{codes[1]}, "
+                                 f"P{codes[2]}.")
+    assert answers[3].startswith(f"Vote modifié : P{codes[0]}.")
+    assert answers[5].startswith("Lenga : Occitan.")
+    assert answers[7].startswith("Language: English.")
+    assert answers[8] == "OK, you won't get any more messages. Send START to come back."
+    assert answers[9] == ""
+
+    results = votz(tmp_path, "results", "vie-etudiante-demo", "--format", "json")
+    assert results.returncode == 0, results.stderr
+    data = json.loads(results.stdout)
+    assert data["ballots"] == 1
+    votes = {p["code"]: p["votes"] for p in data["proposals"]}
+    assert votes[f"P{codes[0]}"] == 1 and sum(votes.values()) == 1
+    assert data["by_age_bracket"] == {"18-25": None}  # fewer than 5: suppressed
+
+    exported = votz(tmp_path, "privacy", "export", "console", "console")
+    assert exported.returncode == 0
+    person = json.loads(exported.stdout)
+    assert person["participant"]["postal_code"] == "31000"
+    assert person["participant"]["status"] == "stopped"
+    assert "birth" not in exported.stdout
+
+
+def test_campaign_errors_name_file_field_and_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("slug: ok-slug\nkind: participatory_budget\ntitle: {fr: T}\nsummary: {fr: S}\n"
+                   "phases:\n  vote: {start: 2026-02-30}\n")
+    result = votz(tmp_path, "campaigns", "load", str(bad))
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: {bad}: phases.vote.start: '2026-02-30' is not a "
+                                     "date (YYYY-MM-DD)")
+    assert votz(tmp_path, "campaigns", "list").stdout == ""
+
+
+def test_load_moderate_and_results(tmp_path: Path) -> None:
+    loaded = votz(tmp_path, "campaigns", "load", str(ROOT / "campaigns"))
+    assert loaded.returncode == 0, loaded.stderr
+    assert "vie-etudiante-2024: created, 12 proposal(s) added" in loaded.stdout
+    listing = votz(tmp_path, "campaigns", "list").stdout
+    assert "vie-etudiante-2024" in listing and "results" in listing
+    again = votz(tmp_path, "campaigns", "load", str(ROOT / "campaigns"))
+    assert "vie-etudiante-2024: updated, 0 proposal(s) added" in again.stdout
+    table = votz(tmp_path, "results", "vie-etudiante-2024")
+    assert table.returncode == 0
+    assert "0 ballot(s)" in table.stdout and "envelope 500000 €" in table.stdout
+    csv_out = votz(tmp_path, "results", "vie-etudiante-2024", "--format", "csv").stdout
+    assert csv_out.splitlines()[0] == "code,title,cost,votes,winner"
+    assert len(csv_out.splitlines()) == 13
+    assert votz(tmp_path, "results", "nope").returncode == 2
+    pending = votz(tmp_path, "proposals", "list", "vie-etudiante-2024", "--status",
+                   "submitted").stdout
+    assert pending == ""
+    assert votz(tmp_path, "proposals", "reject", "P1").stdout.strip() == "1 proposal(s) rejected"
+
+
+@pytest.mark.parametrize("command", [["flows", "check"], ["flows", "diagram"], ["db", "upgrade"]])
+def test_other_commands(tmp_path: Path, command: list[str]) -> None:
+    result = votz(tmp_path, *command)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout
