@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +27,12 @@ from bot.store.repo import (
     ProposalStatus,
     campaign_proposals,
     counted_ballots,
+    erase_address,
     get_campaign,
     load_campaigns,
     moderate,
     participant_export,
+    purge_unconsented,
 )
 
 
@@ -212,6 +215,27 @@ async def privacy_export(args: argparse.Namespace) -> int:
     return 0
 
 
+async def privacy_erase(args: argparse.Namespace) -> int:
+    app = await App.open(_settings(args))
+    try:
+        erased = await app.db.run(lambda conn: erase_address(conn, args.channel, args.address))
+    finally:
+        await app.close()
+    print("erased (counted ballots kept, anonymous)" if erased else "no such participant")
+    return 0 if erased else 1
+
+
+async def privacy_purge(args: argparse.Namespace) -> int:
+    app = await App.open(_settings(args))
+    try:
+        before = app.clock() - timedelta(days=args.days)
+        count = await app.db.run(lambda conn: purge_unconsented(conn, before))
+    finally:
+        await app.close()
+    print(f"{count} participant(s) without consent forgotten")
+    return 0
+
+
 def flows_check(args: argparse.Namespace) -> int:
     flows, _ = load_engine(I18n(), Path(args.path) if args.path else None)
     print(f"{len(flows.steps)} steps, {len(flows.keywords)} keywords: ok")
@@ -275,6 +299,13 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("channel")
     x.add_argument("address")
     x.set_defaults(run=privacy_export)
+    x = priv.add_parser("erase", help="erase one person (ballots stay, anonymous)")
+    x.add_argument("channel")
+    x.add_argument("address")
+    x.set_defaults(run=privacy_erase)
+    x = priv.add_parser("purge", help="forget people who never gave consent")
+    x.add_argument("--days", type=int, default=7, help="older than this many days")
+    x.set_defaults(run=privacy_purge)
 
     fl = sub.add_parser("flows", help="dialogue flows").add_subparsers(
         dest="action", required=True)

@@ -215,6 +215,11 @@ def campaign_detail(turn: Turn) -> dict[str, Any]:
     details = campaign.text("summary", locale)
     if campaign.description:
         details += "\n" + campaign.text("description", locale)
+    winners = turn.ctx.catalog.winners.get(campaign.id)
+    if phase is Phase.RESULTS and winners:
+        proposals = turn.ctx.catalog.proposals
+        chosen = "\n".join(f"{proposals[i].code} {proposals[i].text(locale)}" for i in winners)
+        details += "\n" + t("browse.winners", winners=chosen)
     return {
         "title": campaign.text("title", locale),
         "details": details,
@@ -456,7 +461,7 @@ def my_data(turn: Turn) -> dict[str, Any]:
         "age": t(AGE_LABELS[profile.age_bracket]) if profile.age_bracket else "-",
         "postcode": profile.postal_code or "-",
         "proposals": sum(ctx.proposal_counts.values()),
-        "ballots": len(ctx.ballots),
+        "ballots": "; ".join(_codes(ids) for ids in ctx.ballots.values()) or "-",
     }
 
 

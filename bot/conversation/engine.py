@@ -45,6 +45,7 @@ class Catalog:
 
     campaigns: tuple[Campaign, ...] = ()
     proposals: Mapping[int, Proposal] = field(default_factory=dict)
+    winners: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # results published
 
     def by_slug(self, slug: str | None) -> Campaign | None:
         return next((c for c in self.campaigns if c.slug == slug), None)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, func, select, update
+from sqlalchemy import Connection, bindparam, func, select, update
 
 from bot.channels.base import Inbound, Reply, ReplyChoice
 from bot.conversation.effects import (
@@ -43,7 +43,7 @@ from bot.delivery.outbox import queue_values
 from bot.domain.participants import Profile, Status
 from bot.i18n import I18n
 from bot.store.db import Database
-from bot.store.repo import ProposalStatus, insert_for, proposal_title
+from bot.store.repo import ProposalStatus, erase_participant, insert_for, proposal_title
 from bot.store.tables import ballots, conversations, inbound_seen, outbox, participants, proposals
 
 Clock = Callable[[], datetime]
@@ -250,13 +250,3 @@ class Pipeline:
             conn.execute(sql.update_person, {"pid": profile.id, **changes})
         return results
 
-
-def erase_participant(conn: Connection, participant_id: int) -> None:
-    """Forget a person: ballots stay counted (anonymised), proposals stay without author."""
-    conn.execute(update(ballots).where(ballots.c.participant_id == participant_id)
-                 .values(participant_id=None))
-    conn.execute(update(proposals).where(proposals.c.author_id == participant_id)
-                 .values(author_id=None))
-    conn.execute(delete(outbox).where(outbox.c.participant_id == participant_id))
-    conn.execute(delete(conversations).where(conversations.c.participant_id == participant_id))
-    conn.execute(delete(participants).where(participants.c.id == participant_id))

@@ -23,9 +23,9 @@ from bot.domain.campaigns import (
     PhaseWindow,
     ProposalRules,
 )
-from bot.domain.results import CastBallot
+from bot.domain.results import CastBallot, tally
 from bot.errors import FrozenRulesError, StoreError
-from bot.store.tables import ballots, campaigns, participants, proposals
+from bot.store.tables import ballots, campaigns, conversations, outbox, participants, proposals
 
 
 class ProposalStatus:
@@ -170,7 +170,16 @@ def load_catalog(conn: Connection) -> Catalog:
         select(proposals).where(proposals.c.status == ProposalStatus.PUBLISHED)
     )
     published = {p.id: p for p in map(_proposal, rows)}
-    return Catalog(campaigns=tuple(load_campaigns(conn)), proposals=published)
+    campaigns_ = tuple(load_campaigns(conn))
+    winners: dict[int, tuple[int, ...]] = {}
+    for campaign in campaigns_:
+        if campaign.window(Phase.RESULTS) is not None:
+            results = tally(campaign, [p for p in published.values()
+                                       if p.campaign_id == campaign.id],
+                            counted_ballots(conn, campaign.id))
+            winners[campaign.id] = tuple(line.proposal.id for line in results.lines
+                                         if line.winner)
+    return Catalog(campaigns=campaigns_, proposals=published, winners=winners)
 
 
 def campaign_proposals(conn: Connection, campaign_id: int, *, status: str | None = None
@@ -231,3 +240,37 @@ def count_rows(conn: Connection, table: Table) -> int:
 
 def delete_campaign(conn: Connection, slug: str) -> None:
     conn.execute(delete(campaigns).where(campaigns.c.slug == slug))
+
+
+def erase_participant(conn: Connection, participant_id: int) -> None:
+    """Forget a person: ballots stay counted (anonymised), proposals stay without author."""
+    conn.execute(update(ballots).where(ballots.c.participant_id == participant_id)
+                 .values(participant_id=None))
+    conn.execute(update(proposals).where(proposals.c.author_id == participant_id)
+                 .values(author_id=None))
+    conn.execute(delete(outbox).where(outbox.c.participant_id == participant_id))
+    conn.execute(delete(conversations).where(conversations.c.participant_id == participant_id))
+    conn.execute(delete(participants).where(participants.c.id == participant_id))
+
+
+def erase_address(conn: Connection, channel: str, address: str) -> bool:
+    """Erase one person on request (staff side); False when nobody has that address."""
+    found = conn.execute(select(participants.c.id).where(
+        participants.c.channel == channel, participants.c.address == address)).scalar()
+    if found is None:
+        return False
+    erase_participant(conn, found)
+    return True
+
+
+def purge_unconsented(conn: Connection, before: datetime) -> int:
+    """Forget people who started onboarding before `before` and never consented.
+
+    Those who said STOP are kept: their address is what keeps them from being messaged.
+    """
+    ids = conn.execute(select(participants.c.id).where(
+        participants.c.consent_at.is_(None), participants.c.created_at < before,
+        participants.c.status == "active")).scalars().all()
+    for participant_id in ids:
+        erase_participant(conn, participant_id)
+    return len(ids)

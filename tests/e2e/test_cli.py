@@ -119,3 +119,17 @@ def test_other_commands(tmp_path: Path, command: list[str]) -> None:
     result = votz(tmp_path, *command)
     assert result.returncode == 0, result.stderr
     assert result.stdout
+
+
+def test_privacy_erase_and_purge(tmp_path: Path) -> None:
+    assert votz(tmp_path, "chat", "--as", "+33600000001", stdin="bonjour\n").returncode == 0
+    onboard = "bonjour\n1\n1\n3\n31000\n"
+    assert votz(tmp_path, "chat", "--as", "+33600000002", stdin=onboard).returncode == 0
+    purged = votz(tmp_path, "privacy", "purge", "--days", "0")
+    assert purged.stdout.strip() == "1 participant(s) without consent forgotten"
+    assert votz(tmp_path, "privacy", "export", "console", "+33600000001").returncode == 1
+    assert votz(tmp_path, "privacy", "export", "console", "+33600000002").returncode == 0
+    erased = votz(tmp_path, "privacy", "erase", "console", "+33600000002")
+    assert erased.returncode == 0 and erased.stdout.startswith("erased")
+    assert votz(tmp_path, "privacy", "export", "console", "+33600000002").returncode == 1
+    assert votz(tmp_path, "privacy", "erase", "console", "+33600000002").returncode == 1

@@ -1,4 +1,7 @@
-"""Transcript tests, one per flow, on the console channel (real pipeline, outbox, dispatcher)."""
+"""Transcript tests, one per flow, on the console channel (real pipeline, outbox, dispatcher).
+
+They run on SQLite and on PostgreSQL (the `app` fixture).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +11,8 @@ from tests.conftest import FixedClock, Person, RecordingSender, code_of
 MENU = "1 Campagnes\n2 Proposer une idée\n3 Voter\n4 Mes données\n5 Langue\n6 Aide"
 
 
-async def test_onboarding_in_french(sqlite_app: App, sender: RecordingSender) -> None:
-    me = Person(sqlite_app, sender)
+async def test_onboarding_in_french(app: App, sender: RecordingSender) -> None:
+    me = Person(app, sender)
     first = await me.say("Bonjour")
     assert first.startswith("Bonjour ! Avec Votz")
     assert first.endswith("1 Français\n2 English\n3 Occitan")
@@ -21,9 +24,9 @@ async def test_onboarding_in_french(sqlite_app: App, sender: RecordingSender) ->
 
 
 async def test_onboarding_outside_occitanie_reads_but_cannot_vote(
-    sqlite_app: App, sender: RecordingSender
+    app: App, sender: RecordingSender
 ) -> None:
-    me = Person(sqlite_app, sender)
+    me = Person(app, sender)
     done = await me.onboard(postcode="75011")
     assert "hors d'Occitanie" in done
     await me.say("3")  # vote → two campaigns open
@@ -31,21 +34,21 @@ async def test_onboarding_outside_occitanie_reads_but_cannot_vote(
     assert "réservée aux habitants de son territoire" in reply
 
 
-async def test_declining_consent_keeps_nothing(sqlite_app: App, sender: RecordingSender) -> None:
-    me = Person(sqlite_app, sender)
+async def test_declining_consent_keeps_nothing(app: App, sender: RecordingSender) -> None:
+    me = Person(app, sender)
     await me.say("salut")
     await me.say("1")
     assert "rien gardé" in await me.say("2")
     from bot.store.repo import count_rows
     from bot.store.tables import conversations, participants
 
-    assert await sqlite_app.db.run(lambda c: count_rows(c, participants)) == 0
-    assert await sqlite_app.db.run(lambda c: count_rows(c, conversations)) == 0
+    assert await app.db.run(lambda c: count_rows(c, participants)) == 0
+    assert await app.db.run(lambda c: count_rows(c, conversations)) == 0
     assert (await me.say("re")).startswith("Bonjour ! Avec Votz")
 
 
-async def test_under_15_is_not_registered(sqlite_app: App, sender: RecordingSender) -> None:
-    me = Person(sqlite_app, sender)
+async def test_under_15_is_not_registered(app: App, sender: RecordingSender) -> None:
+    me = Person(app, sender)
     await me.say("bonjour")
     await me.say("1")
     await me.say("1")
@@ -53,25 +56,25 @@ async def test_under_15_is_not_registered(sqlite_app: App, sender: RecordingSend
     from bot.store.repo import count_rows
     from bot.store.tables import participants
 
-    assert await sqlite_app.db.run(lambda c: count_rows(c, participants)) == 0
+    assert await app.db.run(lambda c: count_rows(c, participants)) == 0
 
 
-async def test_browse_a_campaign(sqlite_app: App, sender: RecordingSender) -> None:
-    me = Person(sqlite_app, sender)
+async def test_browse_a_campaign(app: App, sender: RecordingSender) -> None:
+    me = Person(app, sender)
     await me.onboard()
     listing = await me.say("campagnes")
     assert listing.startswith("Campagnes en cours :")
     assert "Budget des lycées" in listing
-    assert "Sondage terminé" not in listing  # closed campaigns are not listed
+    assert "Consultation archivée" not in listing  # closed campaigns are not listed
     detail = await me.say("budget des lycees")  # by label, without accents
     assert "Budget des lycées\nChoisissez jusqu'à 3 projets.\nÉtape : vote (jusqu'au 20 mars 2026)" in detail
     assert detail.endswith("1 Voter\n2 Autres campagnes\n3 Menu")
     assert (await me.say("1")).startswith("Budget des lycées\nChoisissez jusqu'à 3 projets")
 
 
-async def test_propose_flow_with_receipt_and_limit(sqlite_app: App,
+async def test_propose_flow_with_receipt_and_limit(app: App,
                                                    sender: RecordingSender) -> None:
-    me = Person(sqlite_app, sender)
+    me = Person(app, sender)
     await me.onboard(age="2")  # 15-17: the youth consultation is open to them
     prompt = await me.say("2")
     assert prompt == ("Tes idées pour la Région : décrivez votre idée en un message "
@@ -90,16 +93,16 @@ async def test_propose_flow_with_receipt_and_limit(sqlite_app: App,
     assert "déjà proposé 2 idées" in refused  # max_per_person: 2
     from bot.store.repo import participant_export
 
-    data = await sqlite_app.db.run(lambda c: participant_export(c, "console", me.address))
+    data = await app.db.run(lambda c: participant_export(c, "console", me.address))
     assert data is not None
     assert next(p["code"] for p in data["proposals"]) == code
     assert {p["status"] for p in data["proposals"]} == {"submitted"}
 
 
-async def test_vote_change_and_receipt(sqlite_app: App, sender: RecordingSender) -> None:
-    me = Person(sqlite_app, sender)
+async def test_vote_change_and_receipt(app: App, sender: RecordingSender) -> None:
+    me = Person(app, sender)
     await me.onboard()
-    garden, grocery, bikes, mural = (code_of(sqlite_app, t) for t in (
+    garden, grocery, bikes, mural = (code_of(app, t) for t in (
         "Jardin partagé", "Épicerie solidaire", "Vélos en prêt", "Fresque murale"))
     await me.say("3")
     choose = await me.say("Budget des lycées")
@@ -117,13 +120,13 @@ async def test_vote_change_and_receipt(sqlite_app: App, sender: RecordingSender)
     from bot.store.repo import count_rows
     from bot.store.tables import ballots
 
-    assert await sqlite_app.db.run(lambda c: count_rows(c, ballots)) == 1
+    assert await app.db.run(lambda c: count_rows(c, ballots)) == 1
 
 
-async def test_budget_ballot_must_fit(sqlite_app: App, sender: RecordingSender) -> None:
-    me = Person(sqlite_app, sender)
+async def test_budget_ballot_must_fit(app: App, sender: RecordingSender) -> None:
+    me = Person(app, sender)
     await me.onboard()
-    bench, playground, lights = (code_of(sqlite_app, t) for t in (
+    bench, playground, lights = (code_of(app, t) for t in (
         "Bancs publics", "Aire de jeux", "Éclairage solaire"))
     over = await me.say(f"VOTE {bench} {playground} {lights}")
     assert "coûte 75 000 €, plus que l'enveloppe de 60 000 €" in over
@@ -134,14 +137,15 @@ async def test_budget_ballot_must_fit(sqlite_app: App, sender: RecordingSender) 
     assert "A voté" in await me.say("1")
 
 
-async def test_my_data_and_erasure_keep_ballots_anonymous(sqlite_app: App,
+async def test_my_data_and_erasure_keep_ballots_anonymous(app: App,
                                                            sender: RecordingSender) -> None:
-    me = Person(sqlite_app, sender)
+    me = Person(app, sender)
     await me.onboard(postcode="48000")
-    await me.say(f"VOTE {code_of(sqlite_app, 'Jardin partagé')}")
+    await me.say(f"VOTE {code_of(app, 'Jardin partagé')}")
     await me.say("1")
     data = await me.say("4")
-    assert "Âge : 18-25 ans\nCode postal : 48000\nIdées : 0\nVotes : 1" in data
+    garden = code_of(app, "Jardin partagé")
+    assert f"Âge : 18-25 ans\nCode postal : 48000\nIdées : 0\nVotes : {garden}" in data
     assert "Consentement : 10 mars 2026 11:00" in data
     assert "anonymes" in await me.say("1")
     assert "vos données sont effacées" in await me.say("1")
@@ -149,15 +153,15 @@ async def test_my_data_and_erasure_keep_ballots_anonymous(sqlite_app: App,
 
     from bot.store.tables import ballots, participants
 
-    rows = await sqlite_app.db.run(lambda c: c.execute(
+    rows = await app.db.run(lambda c: c.execute(
         select(ballots.c.participant_id, ballots.c.departement)).all())
     assert [tuple(r) for r in rows] == [(None, "48")]
-    assert await sqlite_app.db.run(lambda c: c.execute(select(participants)).all()) == []
+    assert await app.db.run(lambda c: c.execute(select(participants)).all()) == []
     assert (await me.say("hello")).startswith("Bonjour ! Avec Votz")
 
 
-async def test_languages_occitan_then_english(sqlite_app: App, sender: RecordingSender) -> None:
-    me = Person(sqlite_app, sender)
+async def test_languages_occitan_then_english(app: App, sender: RecordingSender) -> None:
+    me = Person(app, sender)
     await me.onboard()
     occitan = await me.say("LANGUE")
     assert occitan.endswith("1 Français\n2 English\n3 Occitan")
@@ -171,8 +175,8 @@ async def test_languages_occitan_then_english(sqlite_app: App, sender: Recording
     assert "Choose up to 3 projects" in await me.say("High-school budget")
 
 
-async def test_help_and_keywords_at_any_step(sqlite_app: App, sender: RecordingSender) -> None:
-    me = Person(sqlite_app, sender)
+async def test_help_and_keywords_at_any_step(app: App, sender: RecordingSender) -> None:
+    me = Person(app, sender)
     await me.onboard()
     await me.say("2")
     await me.say("1") if False else None
@@ -184,9 +188,9 @@ async def test_help_and_keywords_at_any_step(sqlite_app: App, sender: RecordingS
 
 
 async def test_stop_is_confirmed_once_then_silence_until_start(
-    sqlite_app: App, sender: RecordingSender
+    app: App, sender: RecordingSender
 ) -> None:
-    me = Person(sqlite_app, sender)
+    me = Person(app, sender)
     await me.onboard()
     assert "ne recevrez plus de messages" in await me.say("Arrêt")
     assert await me.say("1") == ""
@@ -194,9 +198,9 @@ async def test_stop_is_confirmed_once_then_silence_until_start(
     assert (await me.say("reprendre")).startswith("Bon retour !")
 
 
-async def test_idle_conversation_resumes_at_menu(sqlite_app: App, sender: RecordingSender,
+async def test_idle_conversation_resumes_at_menu(app: App, sender: RecordingSender,
                                                  clock: FixedClock) -> None:
-    me = Person(sqlite_app, sender)
+    me = Person(app, sender)
     await me.onboard()
     await me.say("3")
     clock.advance(hours=25)
@@ -208,9 +212,9 @@ async def test_idle_conversation_resumes_at_menu(sqlite_app: App, sender: Record
     assert "Choisissez jusqu'à 3" in await me.say("budget des lycées")
 
 
-async def test_unknown_input_reasks_with_the_options(sqlite_app: App,
+async def test_unknown_input_reasks_with_the_options(app: App,
                                                      sender: RecordingSender) -> None:
-    me = Person(sqlite_app, sender)
+    me = Person(app, sender)
     await me.onboard()
     reply = await me.say("blablabla")
     assert reply == (f"Je n'ai pas compris. Répondez par un numéro de la liste.\n\n"
@@ -218,10 +222,29 @@ async def test_unknown_input_reasks_with_the_options(sqlite_app: App,
     assert "Je n'ai pas compris" in await me.say("9")
 
 
-async def test_keywords_before_onboarding_do_not_skip_it(sqlite_app: App,
+async def test_keywords_before_onboarding_do_not_skip_it(app: App,
                                                          sender: RecordingSender) -> None:
-    me = Person(sqlite_app, sender)
+    me = Person(app, sender)
     await me.say("hi")
     reply = await me.say("MENU")
     assert reply.startswith("Terminons d'abord votre inscription.\n\nBonjour ! Avec Votz")
     assert "Terminons d'abord" in await me.say("VOTE 3")
+
+
+async def test_results_phase_shows_the_winners(app: App, sender: RecordingSender,
+                                               clock: FixedClock) -> None:
+    voters = [Person(app, sender, address=f"+3361000000{n}") for n in range(3)]
+    yes = code_of(app, "Oui")
+    for voter in voters:
+        await voter.onboard()
+    clock.advance(days=-35)  # back when the poll was open
+    for voter in voters:
+        await voter.say(f"VOTE {yes}")
+        assert "A voté" in await voter.say("1")
+    clock.advance(days=35)
+    await app.refresh_catalog()
+    me = voters[0]
+    await me.say("1")
+    detail = await me.say("Sondage terminé")
+    assert "Étape : résultats" in detail
+    assert f"Projets retenus :\n{yes} Oui" in detail
