@@ -34,6 +34,7 @@ class Reply:
 
     text: str
     choices: Sequence[ReplyChoice] = ()
+    footer: str = ""  # after the choices, e.g. "SUITE : voir la suite (1/3)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +74,9 @@ class PermanentSendError(SendError):
 
 def numbered(reply: Reply) -> str:
     """The reply as plain text with numbered options (SMS and console)."""
-    if not reply.choices:
-        return reply.text
-    lines = [f"{c.key} {c.label}" for c in reply.choices]
-    return reply.text + "\n" + "\n".join(lines)
+    text = reply.text
+    if reply.choices:
+        text += "\n" + "\n".join(f"{c.key} {c.label}" for c in reply.choices)
+    if reply.footer:
+        text += "\n" + reply.footer
+    return text

@@ -76,6 +76,7 @@ class Context:
     i18n: I18n
     ballots: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # campaign id → ids
     proposal_counts: Mapping[int, int] = field(default_factory=dict)  # campaign id → count
+    page_chars: int | None = None  # characters of options shown at once (SMS); None: all
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +88,7 @@ class Decision:
     options: tuple[Option, ...]
     locale: str
     effects: tuple[Effect, ...]
+    footer: Msg | None = None  # shown after the options ("SUITE for more")
 
     @property
     def silent(self) -> bool:
@@ -106,6 +108,8 @@ class Turn:
         self.effects: list[Effect] = []
         self.messages: list[Msg] = []
         self.options: tuple[Option, ...] = ()
+        self.footer: Msg | None = None
+        self.page = 0
         self.forget = False
 
     @property
@@ -135,6 +139,7 @@ class Turn:
             options=self.options,
             locale=self.profile.locale,
             effects=tuple(self.effects),
+            footer=self.footer,
         )
 
 
@@ -220,6 +225,9 @@ class Engine:
         if keyword == "help":
             self.behaviour.help(turn)
             self.enter(turn, turn.step)
+        elif keyword == "more":
+            turn.page = int(turn.data.get("_page", 0)) + 1
+            self.enter(turn, turn.step)
         elif keyword == "language":
             self.enter(turn, "settings.language" if onboarded else "onboarding.language")
         elif not onboarded:
@@ -267,9 +275,32 @@ class Engine:
             params = self.behaviour.views[step.view](turn) if step.view else {}
             assert step.say is not None
             turn.say(Msg(step.say, params))
-            turn.options = options
+            turn.options = self._page(turn, options)
             return
         raise RuntimeError(f"flow loop through {ref}")
+
+    def _page(self, turn: Turn, options: tuple[Option, ...]) -> tuple[Option, ...]:
+        """The options shown now; every option stays accepted, shown or not."""
+        budget = turn.ctx.page_chars
+        turn.data.pop("_page", None)
+        if budget is None:
+            return options
+        pages: list[list[Option]] = [[]]
+        used = 0
+        for option in options:
+            width = len(option.key) + len(option.label) + 2
+            if pages[-1] and used + width > budget:
+                pages.append([])
+                used = 0
+            pages[-1].append(option)
+            used += width
+        if len(pages) == 1:
+            return options
+        page = turn.page % len(pages)
+        if page:
+            turn.data["_page"] = page
+        turn.footer = Msg(N_("common.more"), {"page": page + 1, "pages": len(pages)})
+        return tuple(pages[page])
 
     def _target(self, step: Step, outcome: str) -> str:
         target = step.target(outcome)
@@ -318,7 +349,7 @@ class Engine:
 def render(decision: Decision, i18n: I18n, results: Mapping[str, Any]) -> str:
     """The text of a decision, with values the store produced (a proposal's code) filled in."""
     t = i18n[decision.locale]
-    parts = []
+    parts: list[str] = []
     for msg in decision.messages:
         params = {k: results.get(v.name, "") if isinstance(v, Ref) else v
                   for k, v in msg.params.items()}

@@ -23,7 +23,7 @@ from bot.resources import resource_dir
 
 INPUTS = ("one", "many", "text")
 ROOTS = ("onboarding.language", "main.menu")
-KEYWORDS = ("menu", "help", "stop", "start", "language", "cancel", "vote")
+KEYWORDS = ("menu", "help", "stop", "start", "language", "cancel", "vote", "more")
 KEYWORD_TARGETS = {"menu": "main.menu", "language": "settings.language", "vote": "vote.start"}
 
 

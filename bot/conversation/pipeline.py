@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -47,6 +47,7 @@ from bot.store.repo import ProposalStatus, erase_participant, insert_for, propos
 from bot.store.tables import ballots, conversations, inbound_seen, outbox, participants, proposals
 
 Clock = Callable[[], datetime]
+PAGE_CHARS = {"sms": 450, "console": 450}
 
 
 def utcnow() -> datetime:
@@ -128,6 +129,7 @@ class Pipeline:
         clock: Clock = utcnow,
         default_locale: str = "fr",
         on_queued: Callable[[], None] | None = None,
+        page_chars: Mapping[str, int] | None = None,
     ) -> None:
         self.db = db
         self.engine = engine
@@ -137,6 +139,8 @@ class Pipeline:
         self.clock = clock
         self.default_locale = default_locale
         self.on_queued = on_queued
+        # Long option lists are split into pages on text channels ("SUITE" for more).
+        self.page_chars = dict(page_chars if page_chars is not None else PAGE_CHARS)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._statements: dict[str, Statements] = {}
 
@@ -196,7 +200,8 @@ class Pipeline:
             for campaign_id, count in conn.execute(sql.counts, {"pid": profile.id}):
                 counts[campaign_id] = count
         ctx = Context(now=now, profile=profile, catalog=self.catalog, settings=self.settings,
-                      i18n=self.i18n, ballots=ballots_by_campaign, proposal_counts=counts)
+                      i18n=self.i18n, ballots=ballots_by_campaign, proposal_counts=counts,
+                      page_chars=self.page_chars.get(inbound.channel))
         decision = self.engine.advance(state, inbound, ctx)
 
         results = self._apply(conn, sql, decision, profile, now)
@@ -207,9 +212,11 @@ class Pipeline:
                 "data": json.dumps(dict(decision.state.data), ensure_ascii=False)})
         if decision.silent:
             return Handled(participant_id=profile.id)
+        footer = self.i18n[decision.locale].render(decision.footer) if decision.footer else ""
         reply = Reply(
             render(decision, self.i18n, results),
             tuple(ReplyChoice(o.id, o.key, o.label) for o in decision.options),
+            footer,
         )
         conn.execute(sql.queue, queue_values(
             participant_id=None if erased else profile.id, channel=inbound.channel,

@@ -41,12 +41,16 @@ class OutboxItem:
     attempts: int
 
 
-def encode_choices(choices: Sequence[ReplyChoice]) -> str:
-    return json.dumps([[c.id, c.key, c.label] for c in choices], ensure_ascii=False)
+def encode_choices(choices: Sequence[ReplyChoice], footer: str = "") -> str:
+    """Choices (and the footer under them) as stored in the outbox row."""
+    return json.dumps({"choices": [[c.id, c.key, c.label] for c in choices], "footer": footer},
+                      ensure_ascii=False)
 
 
-def decode_choices(text: str) -> tuple[ReplyChoice, ...]:
-    return tuple(ReplyChoice(i, k, label) for i, k, label in json.loads(text))
+def decode_reply(text: str, body: str) -> Reply:
+    raw = json.loads(text)
+    choices = tuple(ReplyChoice(i, k, label) for i, k, label in raw["choices"])
+    return Reply(body, choices, raw["footer"])
 
 
 def queue_values(
@@ -63,7 +67,7 @@ def queue_values(
         "channel": channel,
         "address": address,
         "text": reply.text,
-        "choices": encode_choices(reply.choices),
+        "choices": encode_choices(reply.choices, reply.footer),
         "status": OutboxStatus.QUEUED.value,
         "attempts": 0,
         "next_attempt_at": now,
@@ -98,7 +102,7 @@ def claim(conn: Connection, channels: Sequence[str], now: datetime, *, limit: in
     ).all()
     items = [
         OutboxItem(r.id, r.participant_id, r.channel, r.address,
-                   Reply(r.text, decode_choices(r.choices)), r.attempts)
+                   decode_reply(r.choices, r.text), r.attempts)
         for r in rows
     ]
     items.sort(key=lambda item: item.id)

@@ -92,3 +92,16 @@ def test_button_choice_ids_resolve_like_typed_numbers() -> None:
     pressed = ENGINE.advance(State("main.menu"), Inbound("telegram", "x", "", choice="propose"),
                              ctx())
     assert typed.state == pressed.state
+
+
+def test_long_lists_are_paged_and_every_option_stays_accepted() -> None:
+    first = say("3", State("main.menu"), page_chars=8)  # → the only open vote
+    assert [o.label for o in first.options] == ["Oui"]
+    assert first.footer is not None and first.footer.params == {"page": 1, "pages": 2}
+    second = say("suite", first.state, page_chars=8)
+    assert [o.label for o in second.options] == ["Non"]
+    assert second.state is not None and second.state.data["_page"] == 1
+    wrapped = say("SUITE", second.state, page_chars=8)
+    assert [o.label for o in wrapped.options] == ["Oui"]
+    hidden = say("2", first.state, page_chars=8)  # "Non" was not shown yet: still accepted
+    assert hidden.state is not None and hidden.state.data["ballot"] == [2]
