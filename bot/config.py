@@ -39,6 +39,7 @@ class Settings:
     twilio_from: str = ""
     twilio_messaging_service_sid: str = ""
     twilio_api_url: str = ""
+    twilio_segments_per_second: float = 10.0
     staff_telegram_ids: str = ""
     campaigns_dir: str = ""
     privacy_url: str = "https://www.laregioncitoyenne.fr/votz/confidentialite"

@@ -18,6 +18,7 @@ class Inbound:
     choice: str | None = None  # a button's choice id (Telegram); None for typed text
     provider_id: str | None = None  # for de-duplication of provider retries
     locale_hint: str | None = None
+    opt_out: str | None = None  # the provider already handled STOP/START (Twilio OptOutType)
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -58,10 +59,12 @@ class SendError(Exception):
         └── PermanentSendError   give up; the person is unreachable on this channel
     """
 
-    def __init__(self, reason: str, *, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, *, retry_after: float | None = None,
+                 stop: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
+        self.stop = stop  # the person opted out or blocked us: stop messaging them
 
 
 class TransientSendError(SendError):

@@ -175,6 +175,13 @@ class Engine:
         if len(words) > 1 and keyword != "vote":
             keyword = None
 
+        if inbound.opt_out in ("STOP", "START"):
+            # The provider already answered the person (Twilio Advanced Opt-Out): follow, quietly.
+            status = Status.STOPPED if inbound.opt_out == "STOP" else Status.ACTIVE
+            if turn.profile.status is not status:
+                turn.effect(SetStatus(status))
+            return turn.decision()
+
         if turn.profile.status is Status.STOPPED:
             if keyword == "start":
                 turn.effect(SetStatus(Status.ACTIVE))

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Mapping
 from datetime import datetime
+
+from sqlalchemy import Connection
 
 from bot.channels.base import PermanentSendError, Sender, TransientSendError
 from bot.delivery.outbox import (
@@ -16,20 +19,31 @@ from bot.delivery.outbox import (
     mark_failed,
     mark_retry,
     mark_sent,
+    stop_participant,
 )
+from bot.delivery.ratelimit import TokenBucket
 from bot.store.db import Database
 
 log = logging.getLogger("votz.dispatcher")
 
 
 class Dispatcher:
+    """Sends due messages: one person's in order, different people concurrently.
+
+    A sender may declare `rate` (units per second) and `cost(reply)` (units, e.g. SMS
+    segments); the dispatcher then keeps to that rate with a token bucket.
+    """
+
     def __init__(self, db: Database, senders: Mapping[str, Sender],
-                 clock: Callable[[], datetime], *, batch: int = 50) -> None:
+                 clock: Callable[[], datetime], *, batch: int = 50,
+                 concurrency: int = 16) -> None:
         self.db = db
         self.senders = dict(senders)
         self.clock = clock
         self.batch = batch
+        self.concurrency = concurrency
         self._wake = asyncio.Event()
+        self._buckets: dict[str, TokenBucket] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -39,12 +53,32 @@ class Dispatcher:
         channels = list(self.senders)
         now = self.clock()
         items = await self.db.run(lambda conn: claim(conn, channels, now, limit=self.batch))
+        groups: dict[tuple[str, str], list[OutboxItem]] = defaultdict(list)
         for item in items:
-            await self._deliver(item)
+            groups[(item.channel, item.address)].append(item)
+        gate = asyncio.Semaphore(self.concurrency)
+
+        async def in_order(group: list[OutboxItem]) -> None:
+            async with gate:
+                for one in group:
+                    await self._deliver(one)
+
+        await asyncio.gather(*(in_order(group) for group in groups.values()))
         return len(items)
+
+    async def _throttle(self, sender: Sender, item: OutboxItem) -> None:
+        rate = getattr(sender, "rate", None)
+        if not rate:
+            return
+        bucket = self._buckets.get(item.channel)
+        if bucket is None:
+            bucket = self._buckets[item.channel] = TokenBucket(float(rate))
+        cost = getattr(sender, "cost", None)
+        await bucket.take(cost(item.reply) if cost else 1)
 
     async def _deliver(self, item: OutboxItem) -> None:
         sender = self.senders[item.channel]
+        await self._throttle(sender, item)
         try:
             result = await sender.send(item.address, item.reply)
         except TransientSendError as exc:
@@ -53,9 +87,15 @@ class Dispatcher:
                 lambda conn: mark_retry(conn, item, reason, self.clock(), retry_after))
             log.warning("outbox.retry id=%s reason=%s status=%s", item.id, reason, status.value)
         except PermanentSendError as exc:
-            reason = exc.reason
-            await self.db.run(lambda conn: mark_failed(conn, item.id, reason, self.clock()))
-            log.warning("outbox.failed id=%s reason=%s", item.id, reason)
+            reason, stop = exc.reason, exc.stop
+
+            def failed(conn: Connection) -> None:
+                mark_failed(conn, item.id, reason, self.clock())
+                if stop and item.participant_id is not None:
+                    stop_participant(conn, item.participant_id)
+
+            await self.db.run(failed)
+            log.warning("outbox.failed id=%s reason=%s stop=%s", item.id, reason, stop)
         except Exception as exc:  # a bug in a sender must not lose the message
             reason = f"{type(exc).__name__}: {exc}"
             await self.db.run(lambda conn: mark_retry(conn, item, reason, self.clock()))

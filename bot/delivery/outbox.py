@@ -14,13 +14,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, func, select, update
 
 from bot.channels.base import Reply, ReplyChoice
-from bot.store.tables import outbox
+from bot.store.tables import outbox, participants
 
 MAX_ATTEMPTS = 6
 SENDING_TIMEOUT = timedelta(minutes=5)  # a claim older than this is considered lost
+OPTED_OUT_CODE = 21610  # Twilio's "unsubscribed recipient"
 
 
 class OutboxStatus(StrEnum):
@@ -133,9 +134,42 @@ def mark_failed(conn: Connection, item_id: int, reason: str, now: datetime) -> O
     return OutboxStatus.FAILED
 
 
-def pending(conn: Connection) -> int:
-    from sqlalchemy import func
+def stop_participant(conn: Connection, participant_id: int) -> None:
+    """The provider says this person opted out (or blocked us): send nothing more."""
+    conn.execute(update(participants).where(participants.c.id == participant_id)
+                 .values(status="stopped"))
 
+
+_PROVIDER_STATUS = {
+    "delivered": OutboxStatus.DELIVERED,
+    "undelivered": OutboxStatus.FAILED,
+    "failed": OutboxStatus.FAILED,
+}
+
+
+def apply_provider_status(conn: Connection, provider_id: str, status: str,
+                          error_code: str | None, now: datetime) -> bool:
+    """A delivery report: move a sent row to delivered or failed (never backwards).
+
+    Returns False when no row has that provider id.
+    """
+    row = conn.execute(select(outbox.c.id, outbox.c.status, outbox.c.participant_id)
+                       .where(outbox.c.provider_id == provider_id)).first()
+    if row is None:
+        return False
+    target = _PROVIDER_STATUS.get(status)
+    if target is None or row.status in (OutboxStatus.DELIVERED, OutboxStatus.FAILED):
+        return True
+    values: dict[str, object] = {"status": target.value, "updated_at": now}
+    if target is OutboxStatus.FAILED:
+        values["failure_reason"] = f"provider {status} {error_code or ''}".strip()
+    conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
+    if error_code == str(OPTED_OUT_CODE) and row.participant_id is not None:
+        stop_participant(conn, row.participant_id)
+    return True
+
+
+def pending(conn: Connection) -> int:
     return int(conn.execute(
         select(func.count()).select_from(outbox).where(
             outbox.c.status.in_([OutboxStatus.QUEUED.value, OutboxStatus.SENDING.value]))
