@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import csv
 import io
 import json
@@ -21,7 +22,7 @@ from bot.config import Settings
 from bot.conversation.flows import mermaid
 from bot.domain.campaigns import PARIS
 from bot.domain.results import Results, tally
-from bot.errors import VotzError
+from bot.errors import ConfigError, VotzError
 from bot.i18n import I18n
 from bot.store.repo import (
     ProposalStatus,
@@ -73,6 +74,61 @@ async def chat(args: argparse.Namespace) -> int:
                                               received_at=app.clock()))
             await app.dispatcher.drain()
     finally:
+        await app.close()
+    return 0
+
+
+# --- run: the server with every configured channel ----------------------------------------
+
+
+async def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from bot.channels.sms import CHANNEL as SMS
+    from bot.channels.sms import TwilioSender
+    from bot.web import create_web_app
+
+    settings = _settings(args)
+    log = logging.getLogger("votz.run")
+    logging.getLogger("votz").setLevel(logging.INFO)
+    senders: dict[str, Any] = {}
+    if settings.twilio_account_sid or settings.twilio_auth_token:
+        if not (settings.twilio_account_sid and settings.twilio_auth_token):
+            raise ConfigError("set both VOTZ_TWILIO_ACCOUNT_SID and VOTZ_TWILIO_AUTH_TOKEN")
+        if not (settings.twilio_from or settings.twilio_messaging_service_sid):
+            raise ConfigError("set VOTZ_TWILIO_FROM or VOTZ_TWILIO_MESSAGING_SERVICE_SID")
+        senders[SMS] = TwilioSender(settings)
+    app = await App.open(settings, senders=senders)
+    web = create_web_app(app)
+    server = uvicorn.Server(uvicorn.Config(
+        web, host=settings.http_host, port=settings.http_port, log_level="warning",
+        access_log=False, lifespan="off"))
+    stop = asyncio.Event()
+
+    async def refresh_catalog() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=30)
+            await app.refresh_catalog()
+
+    tasks = [asyncio.create_task(app.dispatcher.run(stop)),
+             asyncio.create_task(refresh_catalog())]
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    if SMS in senders:
+        sender = settings.twilio_messaging_service_sid or settings.twilio_from
+        log.info("channel.sms.started from=%s inbound=%s/sms/inbound", sender,
+                 settings.public_url or base)
+    if not senders:
+        log.warning("run.no_channel: set VOTZ_TWILIO_* (SMS) to talk to people")
+    log.info("http.started url=%s", base)
+    try:
+        await server.serve()
+    finally:
+        stop.set()
+        app.dispatcher.wake()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for sender_ in senders.values():
+            await sender_.close()
         await app.close()
     return 0
 
@@ -260,6 +316,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--database-url", help="overrides VOTZ_DATABASE_URL")
     sub = p.add_subparsers(dest="command", required=True)
 
+    sub.add_parser("run", help="serve the configured channels (HTTP, dispatcher)").set_defaults(
+        run=run)
+
     c = sub.add_parser("chat", help="talk to Votz on the console (the demo)")
     c.add_argument("--as", dest="address", default="console", help="who you are (an address)")
     c.add_argument("--no-demo", action="store_true", help="do not load the example campaigns")
@@ -320,7 +379,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
     args = parser().parse_args(argv)
     try:
         outcome: Any = args.run(args)

@@ -6,7 +6,6 @@ and `TwilioSender`, the official SDK's async client (`messages.create_async`).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import aiohttp
@@ -90,7 +89,7 @@ class TwilioSender:
             if exc.status == 429 or exc.status >= 500:
                 raise TransientSendError(reason) from None
             raise PermanentSendError(reason) from None
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, aiohttp.ClientError) as exc:
             raise TransientSendError(f"network: {type(exc).__name__} {exc}"[:250]) from None
         return SendResult(provider_id=message.sid)
 
