@@ -33,6 +33,7 @@ from bot.store.repo import (
     load_campaigns,
     moderate,
     participant_export,
+    purge_outbox,
     purge_unconsented,
 )
 
@@ -186,7 +187,10 @@ async def proposals_list(args: argparse.Namespace) -> int:
 async def proposals_moderate(args: argparse.Namespace, status: str) -> int:
     app = await App.open(_settings(args))
     try:
-        ids = [int(str(i).lstrip("Pp")) for i in args.ids]
+        try:
+            ids = [int(str(i).strip().lstrip("Pp")) for i in args.ids]
+        except ValueError:
+            raise ConfigError(f"proposal codes look like P12: {' '.join(args.ids)}") from None
         changed = await app.db.run(lambda conn: moderate(conn, ids, status))
         print(f"{changed} proposal(s) {status}")
     finally:
@@ -274,7 +278,9 @@ async def privacy_export(args: argparse.Namespace) -> int:
 async def privacy_erase(args: argparse.Namespace) -> int:
     app = await App.open(_settings(args))
     try:
-        erased = await app.db.run(lambda conn: erase_address(conn, args.channel, args.address))
+        now = app.clock()
+        erased = await app.db.run(
+            lambda conn: erase_address(conn, args.channel, args.address, now))
     finally:
         await app.close()
     print("erased (counted ballots kept, anonymous)" if erased else "no such participant")
@@ -284,11 +290,15 @@ async def privacy_erase(args: argparse.Namespace) -> int:
 async def privacy_purge(args: argparse.Namespace) -> int:
     app = await App.open(_settings(args))
     try:
-        before = app.clock() - timedelta(days=args.days)
-        count = await app.db.run(lambda conn: purge_unconsented(conn, before))
+        now = app.clock()
+        before = now - timedelta(days=args.days)
+        sent_before = now - timedelta(days=args.outbox_days)
+        count = await app.db.run(lambda conn: purge_unconsented(conn, before, now))
+        messages = await app.db.run(lambda conn: purge_outbox(conn, sent_before))
     finally:
         await app.close()
     print(f"{count} participant(s) without consent forgotten")
+    print(f"{messages} sent message(s) deleted")
     return 0
 
 
@@ -364,6 +374,8 @@ def parser() -> argparse.ArgumentParser:
     x.set_defaults(run=privacy_erase)
     x = priv.add_parser("purge", help="forget people who never gave consent")
     x.add_argument("--days", type=int, default=7, help="older than this many days")
+    x.add_argument("--outbox-days", type=int, default=30,
+                   help="delete sent messages older than this many days")
     x.set_defaults(run=privacy_purge)
 
     fl = sub.add_parser("flows", help="dialogue flows").add_subparsers(

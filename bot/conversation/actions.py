@@ -22,7 +22,7 @@ from bot.conversation.engine import Behaviour, Ref, Turn
 from bot.conversation.flows import Registry
 from bot.conversation.matching import Option
 from bot.domain.ballots import BallotProblem, ballot_cost, validate_ballot
-from bot.domain.campaigns import AGE_BRACKETS, BallotMethod, Campaign, Moment, Phase
+from bot.domain.campaigns import AGE_BRACKETS, OCCITANIE, BallotMethod, Campaign, Moment, Phase
 from bot.domain.participants import Refusal, departement_of, may_propose, may_vote
 from bot.i18n import LOCALES, N_, Msg, PluralMsg
 
@@ -50,7 +50,6 @@ REFUSALS = {
     Refusal.AGE: N_("refusal.age"),
     Refusal.TERRITORY: N_("refusal.territory"),
     Refusal.PHASE: N_("refusal.phase"),
-    Refusal.LIMIT: N_("refusal.limit"),
 }
 BALLOT_PROBLEMS = {
     BallotProblem.EMPTY: N_("ballot.empty"),
@@ -84,8 +83,13 @@ def _open(turn: Turn, phase: Phase) -> list[Campaign]:
 
 
 def _refuse(turn: Turn, refusal: Refusal, campaign: Campaign) -> str:
-    turn.notice(REFUSALS[refusal], campaign=campaign.text("title", turn.profile.locale),
-                max=campaign.proposal_rules.max_per_person)
+    title = campaign.text("title", turn.profile.locale)
+    if refusal is Refusal.LIMIT:
+        limit = campaign.proposal_rules.max_per_person
+        turn.say(PluralMsg("refusal.limit", "refusal.limit_plural", limit, campaign=title,
+                           max=limit))
+    else:
+        turn.notice(REFUSALS[refusal], campaign=title)
     return "refused"
 
 
@@ -170,7 +174,7 @@ def set_postcode(turn: Turn, value: Any) -> str:
         return "retry"
     turn.effect(SetProfile(postal_code=code, departement=departement))
     turn.update_profile(postal_code=code, departement=departement)
-    if departement in {d for c in turn.ctx.catalog.campaigns for d in c.audience.departements}:
+    if departement in OCCITANIE:
         turn.notice("onboarding.done")
     else:
         turn.notice("onboarding.done_outside")
@@ -460,6 +464,7 @@ def my_data(turn: Turn) -> dict[str, Any]:
         "consent": t.datetime(profile.consent_at) if profile.consent_at else "-",
         "age": t(AGE_LABELS[profile.age_bracket]) if profile.age_bracket else "-",
         "postcode": profile.postal_code or "-",
+        "address": ctx.address,
         "proposals": sum(ctx.proposal_counts.values()),
         "ballots": "; ".join(_codes(ids) for ids in ctx.ballots.values()) or "-",
     }

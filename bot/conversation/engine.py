@@ -13,6 +13,7 @@ done leaves as `effects`. Order of handling for one message:
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -28,6 +29,7 @@ from bot.domain.participants import Profile, Status
 from bot.i18n import N_, I18n, Msg, Translator
 
 MAX_HOPS = 12
+_CODE = re.compile(r"p?\d{1,9}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,7 @@ class Context:
     ballots: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # campaign id → ids
     proposal_counts: Mapping[int, int] = field(default_factory=dict)  # campaign id → count
     page_chars: int | None = None  # characters of options shown at once (SMS); None: all
+    address: str = ""  # the phone number or account, shown in "my data"
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,7 +175,7 @@ class Engine:
         text = clean(inbound.text)[:MAX_INPUT] if inbound.choice is None else ""
         words = fold(text).split()
         keyword = self.flows.keywords.get(words[0]) if words else None
-        if len(words) > 1 and keyword != "vote":
+        if len(words) > 1 and not (keyword == "vote" and self._reads_as_vote(state, words)):
             keyword = None
 
         if inbound.opt_out in ("STOP", "START"):
@@ -227,6 +230,20 @@ class Engine:
         self.answer(turn, self.flows[state.step], text, inbound.choice)
         return turn.decision()
 
+    def _reads_as_vote(self, state: State | None, words: list[str]) -> bool:
+        """`VOTE 3 P7 12` is a command; "Vote électronique…" typed as a proposal is not."""
+        if state is not None and state.step in self.flows.steps \
+                and self.flows[state.step].input == "text":
+            return False
+        return all(_CODE.fullmatch(word) for word in words[1:])
+
+    def recover(self, state: State | None, ctx: Context) -> Decision:
+        """After an unexpected error: apologise and go back to the menu (or onboarding)."""
+        turn = Turn(ctx, self.flows, state)
+        turn.notice("common.error")
+        self.enter(turn, "main.menu" if turn.profile.onboarded else "onboarding.language")
+        return turn.decision()
+
     def on_keyword(self, turn: Turn, keyword: str, rest: list[str]) -> None:
         onboarded = turn.profile.onboarded
         if keyword == "help":
@@ -266,6 +283,8 @@ class Engine:
         """Move to `ref`, running automatic steps, and prompt there."""
         for _ in range(MAX_HOPS):
             step = self.flows[ref]
+            if ref == "main.menu":
+                turn.data = {}  # back at the menu, nothing chosen before carries over
             turn.step = ref
             if step.automatic:
                 assert step.action is not None
@@ -328,7 +347,8 @@ class Engine:
                 found, unknown = match_many(text, options)
                 if unknown or not found:
                     if unknown:
-                        turn.notice("common.unknown_codes", codes=", ".join(unknown))
+                        shown = ", ".join(unknown[:3]) + (" ..." if len(unknown) > 3 else "")
+                        turn.notice("common.unknown_codes", codes=shown)
                     else:
                         turn.notice("common.not_understood")
                     self.enter(turn, step.ref)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +47,7 @@ from bot.store.db import Database
 from bot.store.repo import ProposalStatus, erase_participant, insert_for, proposal_title
 from bot.store.tables import ballots, conversations, inbound_seen, outbox, participants, proposals
 
+log = logging.getLogger("votz.pipeline")
 Clock = Callable[[], datetime]
 PAGE_CHARS = {"sms": 450, "console": 450}
 
@@ -201,8 +203,13 @@ class Pipeline:
                 counts[campaign_id] = count
         ctx = Context(now=now, profile=profile, catalog=self.catalog, settings=self.settings,
                       i18n=self.i18n, ballots=ballots_by_campaign, proposal_counts=counts,
-                      page_chars=self.page_chars.get(inbound.channel))
-        decision = self.engine.advance(state, inbound, ctx)
+                      page_chars=self.page_chars.get(inbound.channel), address=inbound.address)
+        try:
+            decision = self.engine.advance(state, inbound, ctx)
+        except Exception:
+            # Never a dead end: a bug or a stale state must not leave someone stuck.
+            log.exception("conversation.engine_error step=%s", state.step if state else None)
+            decision = self.engine.recover(state, ctx)
 
         results = self._apply(conn, sql, decision, profile, now)
         erased = any(isinstance(e, Erase) for e in decision.effects)
@@ -251,7 +258,7 @@ class Pipeline:
                         "choices": ",".join(map(str, b.choices)),
                         "age_bracket": b.age_bracket, "departement": b.departement})
                 case Erase():
-                    erase_participant(conn, profile.id)
+                    erase_participant(conn, profile.id, now)
                     return results
         if changes:
             conn.execute(sql.update_person, {"pid": profile.id, **changes})

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, delete, func, select, update
 
 from bot.channels.base import Reply, ReplyChoice
 from bot.store.tables import outbox, participants
@@ -50,6 +50,8 @@ def encode_choices(choices: Sequence[ReplyChoice], footer: str = "") -> str:
 
 def decode_reply(text: str, body: str) -> Reply:
     raw = json.loads(text)
+    if isinstance(raw, list):  # rows queued before footers existed
+        raw = {"choices": raw, "footer": ""}
     choices = tuple(ReplyChoice(i, k, label) for i, k, label in raw["choices"])
     return Reply(body, choices, raw["footer"])
 
@@ -111,6 +113,10 @@ def claim(conn: Connection, channels: Sequence[str], now: datetime, *, limit: in
 
 
 def mark_sent(conn: Connection, item_id: int, provider_id: str | None, now: datetime) -> None:
+    # A farewell to someone who was just erased keeps nothing once it has left.
+    conn.execute(delete(outbox).where(outbox.c.id == item_id,
+                                      outbox.c.participant_id.is_(None),
+                                      outbox.c.idempotency_key.is_(None)))
     conn.execute(update(outbox).where(outbox.c.id == item_id).values(
         status=OutboxStatus.SENT.value, provider_id=provider_id, updated_at=now))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
@@ -105,11 +105,11 @@ class Campaign:
     seed_proposals: tuple[SeedProposal, ...] = ()
     id: int = 0  # database id, 0 until stored
     contact: str = ""
-    extra: Mapping[str, Any] = field(default_factory=dict)
+    relative_dates: bool = False  # a demo: dates follow the day it is loaded, nothing freezes
 
     def text(self, name: str, locale: str) -> str:
         texts: Mapping[str, str] = getattr(self, name)
-        return texts.get(locale) or texts["fr"]
+        return texts.get(locale) or texts.get("fr") or ""
 
     def window(self, phase: Phase) -> PhaseWindow | None:
         return next((w for w in self.phases if w.phase is phase), None)
@@ -149,18 +149,24 @@ def _moment(value: object, *, today: date, file: str, where: str, end: bool) -> 
             value = today
         elif match:
             sign = 1 if match.group(1) == "+" else -1
-            value = today + timedelta(days=sign * int(match.group(2)))
+            try:
+                value = today + timedelta(days=sign * int(match.group(2)))
+            except OverflowError:
+                raise CampaignError(file, where, f"{value!r} is too far away") from None
         else:
             try:
                 value = datetime.fromisoformat(value) if "T" in value else date.fromisoformat(value)
             except ValueError:
                 raise CampaignError(file, where, f"{value!r} is not a date (YYYY-MM-DD)") from None
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=PARIS)
-        return aware.astimezone(ZoneInfo("UTC"))
-    if isinstance(value, date):
-        day = value + timedelta(days=1) if end else value
-        return datetime.combine(day, time(0), tzinfo=PARIS).astimezone(ZoneInfo("UTC"))
+    try:
+        if isinstance(value, datetime):
+            aware = value if value.tzinfo else value.replace(tzinfo=PARIS)
+            return aware.astimezone(ZoneInfo("UTC"))
+        if isinstance(value, date):
+            day = value + timedelta(days=1) if end else value
+            return datetime.combine(day, time(0), tzinfo=PARIS).astimezone(ZoneInfo("UTC"))
+    except OverflowError:
+        raise CampaignError(file, where, f"{value!r} is too far away") from None
     raise CampaignError(file, where, f"{value!r} is not a date (YYYY-MM-DD)")
 
 
@@ -174,7 +180,7 @@ def _texts(raw: Any, *, file: str, where: str, required: bool = True) -> dict[st
     unknown = set(raw) - set(LOCALES)
     if unknown:
         raise CampaignError(file, where, f"unknown language(s): {', '.join(sorted(unknown))}")
-    if required and not str(raw.get("fr") or "").strip():
+    if raw and not str(raw.get("fr") or "").strip():
         raise CampaignError(file, where, "the French text (fr) is required")
     return {k: str(v).strip() for k, v in raw.items() if v}
 
@@ -222,7 +228,10 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
             file, "audience.age_brackets", f"unknown bracket {bad[0] if bad else '(none)'}; "
             f"use {', '.join(AGE_BRACKETS)}",
         )
-    deps = tuple(str(d).zfill(2) for d in audience_raw.get("departements", OCCITANIE))
+    raw_deps = audience_raw.get("departements", OCCITANIE)
+    if not isinstance(raw_deps, list | tuple):
+        raise CampaignError(file, "audience.departements", "a list of codes such as [\"31\"]")
+    deps = tuple(str(d).zfill(2) for d in raw_deps)
     if not deps or any(not re.fullmatch(r"\d{2,3}|2[AB]", d) for d in deps):
         raise CampaignError(file, "audience.departements", "département codes such as 31 or 48")
 
@@ -230,6 +239,7 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
     if not isinstance(phases_raw, dict) or not phases_raw:
         raise CampaignError(file, "phases", "expected a mapping of phase → {start, end}")
     windows: list[PhaseWindow] = []
+    relative = False
     for name, span in phases_raw.items():
         try:
             phase = Phase(name)
@@ -239,6 +249,8 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
             ) from None
         if not isinstance(span, dict) or "start" not in span:
             raise CampaignError(file, f"phases.{name}", "expected {start: DATE, end: DATE}")
+        relative |= any(isinstance(span.get(k), str) and span[k].strip().startswith("today")
+                        for k in ("start", "end"))
         start = _moment(span["start"], today=today, file=file, where=f"phases.{name}.start",
                         end=False)
         end = None
@@ -257,6 +269,9 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
                 f"overlaps the {before.phase.value} phase (phases follow each other in order)",
             )
 
+    for name in ("proposals", "ballot"):
+        if not isinstance(raw.get(name) or {}, dict):
+            raise CampaignError(file, name, "expected a mapping of rules")
     proposals_raw = raw.get("proposals") or {}
     proposal_rules = ProposalRules(
         max_length=_int(proposals_raw.get("max_length", 280), file=file,
@@ -277,7 +292,8 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
     max_choices = 1 if method is BallotMethod.SINGLE else _int(
         ballot_raw.get("max_choices", 3), file=file, where="ballot.max_choices", minimum=1)
     min_share = ballot_raw.get("min_share", 0.0)
-    if not isinstance(min_share, int | float) or not 0 <= min_share <= 1:
+    if isinstance(min_share, bool) or not isinstance(min_share, int | float) \
+            or not 0 <= min_share <= 1:
         raise CampaignError(file, "ballot.min_share", "a share between 0 and 1")
     envelope = raw.get("envelope")
     if envelope is not None:
@@ -321,4 +337,5 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
         envelope=envelope,
         seed_proposals=tuple(seeds),
         contact=str(raw.get("contact") or ""),
+        relative_dates=relative,
     )

@@ -24,7 +24,10 @@ from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from bot.errors import ConfigError
 
 T = TypeVar("T")
 
@@ -65,8 +68,15 @@ class Database:
 
     def __init__(self, url: str, *, schema: str | None = None) -> None:
         self.url = normalise_url(url)
-        parsed = make_url(self.url)
+        try:
+            parsed = make_url(self.url)
+        except ArgumentError:
+            raise ConfigError(f"VOTZ_DATABASE_URL {url!r} is not a database URL "
+                              "(sqlite:///votz.db, postgresql://user@host/db)") from None
         self.dialect = parsed.get_backend_name()
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ConfigError(f"VOTZ_DATABASE_URL: {self.dialect} is not supported "
+                              "(use SQLite or PostgreSQL)")
         self._sync: Engine | None = None
         self._async: AsyncEngine | None = None
         self._executor: ThreadPoolExecutor | None = None

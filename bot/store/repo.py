@@ -19,6 +19,7 @@ from bot.domain.campaigns import (
     BallotRules,
     Campaign,
     Kind,
+    Moment,
     Phase,
     PhaseWindow,
     ProposalRules,
@@ -119,25 +120,48 @@ def save_campaign(conn: Connection, campaign: Campaign, now: datetime) -> SaveRe
         campaign_id = row.id
         stored = campaign_from_json(row.definition, row.id)
         vote = stored.window(Phase.VOTE)
-        frozen = vote is not None and now >= vote.start
-        if frozen and (stored.ballot != campaign.ballot or stored.envelope != campaign.envelope):
-            raise FrozenRulesError(
-                f"{campaign.slug}: ballot rules cannot change once voting has opened"
-            )
+        if vote is not None and now >= vote.start and not campaign.relative_dates:
+            frozen = _frozen_changes(conn, stored, campaign)
+            if frozen:
+                raise FrozenRulesError(
+                    f"{campaign.slug}: voting has opened, these can no longer change: "
+                    + ", ".join(frozen))
         conn.execute(update(campaigns).where(campaigns.c.id == campaign_id)
                      .values(definition=definition, updated_at=now))
         created = False
     seeded = 0
     for seed in campaign.seed_proposals:
-        result = conn.execute(
-            on_conflict_nothing(conn, proposals).values(
-                campaign_id=campaign_id, ref=seed.ref,
-                title=json.dumps(dict(seed.title), ensure_ascii=False), cost=seed.cost,
-                status=ProposalStatus.PUBLISHED, created_at=now,
-            )
-        )
-        seeded += result.rowcount or 0
+        values = {"title": json.dumps(dict(seed.title), ensure_ascii=False), "cost": seed.cost}
+        stmt = insert_for(conn, proposals).values(
+            campaign_id=campaign_id, ref=seed.ref, status=ProposalStatus.PUBLISHED,
+            created_at=now, **values)
+        existing = conn.execute(select(proposals.c.id).where(
+            proposals.c.campaign_id == campaign_id, proposals.c.ref == seed.ref)).first()
+        conn.execute(stmt.on_conflict_do_update(index_elements=["campaign_id", "ref"],
+                                                set_=values))
+        seeded += existing is None
     return SaveReport(campaign.slug, created, seeded)
+
+
+def _frozen_changes(conn: Connection, stored: Campaign, new: Campaign) -> list[str]:
+    """What a new definition would change that voters have already relied on."""
+    changes = []
+    if stored.ballot != new.ballot:
+        changes.append("ballot")
+    if stored.envelope != new.envelope:
+        changes.append("envelope")
+    if stored.audience != new.audience:
+        changes.append("audience")
+    old_vote, new_vote = stored.window(Phase.VOTE), new.window(Phase.VOTE)
+    if new_vote is None or old_vote is None or new_vote.start != old_vote.start:
+        changes.append("phases.vote.start")
+    seeds = {r.ref: (json.loads(r.title), r.cost) for r in conn.execute(
+        select(proposals.c.ref, proposals.c.title, proposals.c.cost).where(
+            proposals.c.campaign_id == stored.id, proposals.c.ref.is_not(None)))}
+    for seed in new.seed_proposals:
+        if seeds.get(seed.ref) != (dict(seed.title), seed.cost):
+            changes.append(f"seed_proposals[{seed.ref}]")
+    return changes
 
 
 def _proposal(row: Any) -> Proposal:
@@ -242,8 +266,16 @@ def delete_campaign(conn: Connection, slug: str) -> None:
     conn.execute(delete(campaigns).where(campaigns.c.slug == slug))
 
 
-def erase_participant(conn: Connection, participant_id: int) -> None:
-    """Forget a person: ballots stay counted (anonymised), proposals stay without author."""
+def erase_participant(conn: Connection, participant_id: int, now: datetime) -> None:
+    """Forget a person. Ballots of closed votes stay counted, anonymous; a ballot in a vote
+    still open is withdrawn (otherwise erasing and coming back would vote twice);
+    proposals stay, without their author.
+    """
+    still_open = [c.id for c in load_campaigns(conn) if c.is_open(Phase.VOTE, now)
+                  or c.phase_at(now) in (Moment.UPCOMING,)]
+    if still_open:
+        conn.execute(delete(ballots).where(ballots.c.participant_id == participant_id,
+                                           ballots.c.campaign_id.in_(still_open)))
     conn.execute(update(ballots).where(ballots.c.participant_id == participant_id)
                  .values(participant_id=None))
     conn.execute(update(proposals).where(proposals.c.author_id == participant_id)
@@ -253,17 +285,17 @@ def erase_participant(conn: Connection, participant_id: int) -> None:
     conn.execute(delete(participants).where(participants.c.id == participant_id))
 
 
-def erase_address(conn: Connection, channel: str, address: str) -> bool:
+def erase_address(conn: Connection, channel: str, address: str, now: datetime) -> bool:
     """Erase one person on request (staff side); False when nobody has that address."""
     found = conn.execute(select(participants.c.id).where(
         participants.c.channel == channel, participants.c.address == address)).scalar()
     if found is None:
         return False
-    erase_participant(conn, found)
+    erase_participant(conn, found, now)
     return True
 
 
-def purge_unconsented(conn: Connection, before: datetime) -> int:
+def purge_unconsented(conn: Connection, before: datetime, now: datetime) -> int:
     """Forget people who started onboarding before `before` and never consented.
 
     Those who said STOP are kept: their address is what keeps them from being messaged.
@@ -272,5 +304,12 @@ def purge_unconsented(conn: Connection, before: datetime) -> int:
         participants.c.consent_at.is_(None), participants.c.created_at < before,
         participants.c.status == "active")).scalars().all()
     for participant_id in ids:
-        erase_participant(conn, participant_id)
+        erase_participant(conn, participant_id, now)
     return len(ids)
+
+
+def purge_outbox(conn: Connection, before: datetime) -> int:
+    """Delete finished messages (they hold addresses and texts) older than `before`."""
+    result = conn.execute(delete(outbox).where(
+        outbox.c.status.in_(["sent", "delivered", "failed"]), outbox.c.updated_at < before))
+    return result.rowcount or 0

@@ -160,3 +160,55 @@ async def test_invalid_postcode_reasks(sqlite_app: App, sender: RecordingSender)
         reply = await me.say(bad)
         assert reply.startswith("Code postal non valide : 5 chiffres, par exemple 48000.")
     assert (await snapshot(sqlite_app))["participants"] == [("fr", "active", "18-25", None)]
+
+
+async def test_a_proposal_starting_with_vote_is_a_proposal(sqlite_app: App,
+                                                           sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard(age="2")
+    await me.say("2")
+    confirm = await me.say("Vote électronique pour les délégués de classe")
+    assert "« Vote électronique pour les délégués de classe »" in confirm
+
+
+async def test_vote_followed_by_words_is_not_a_command(sqlite_app: App,
+                                                       sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard()
+    assert (await me.say("vote pour moi")).startswith("Je n'ai pas compris.")
+    long_junk = await me.say("VOTE " + "3 " * 10 + "x")
+    assert long_junk.startswith("Je n'ai pas compris.")
+
+
+async def test_many_unknown_codes_are_not_all_echoed(sqlite_app: App,
+                                                     sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard()
+    await me.say("3")
+    await me.say("Budget des lycées")
+    reply = await me.say("xy " * 3000)
+    assert reply.startswith("Je ne reconnais pas : xy, xy, xy ....")
+    assert len(reply) < 600
+
+
+async def test_a_campaign_that_disappears_mid_conversation(sqlite_app: App,
+                                                           sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard(age="2")
+    await me.say("2")  # writing a proposal for "ideas"
+    from bot.store.repo import delete_campaign
+
+    await sqlite_app.db.run(lambda c: delete_campaign(c, "ideas"))
+    await sqlite_app.refresh_catalog()
+    reply = await me.say("Une idée pour une campagne supprimée")
+    assert reply.startswith("Oups, un souci de notre côté. On reprend au menu.")
+    assert (await me.say("1")).startswith("Les campagnes :")
+
+
+async def test_voting_again_from_the_menu_asks_which_campaign(sqlite_app: App,
+                                                              sender: RecordingSender) -> None:
+    me = Person(sqlite_app, sender)
+    await me.onboard()
+    await me.say(f"VOTE {code_of(sqlite_app, 'Jardin partagé')}")
+    await me.say("1")
+    assert (await me.say("3")).startswith("Voter pour quelle campagne ?")

@@ -17,7 +17,7 @@ async def test_onboarding_in_french(app: App, sender: RecordingSender) -> None:
     assert first.startswith("Bonjour ! Avec Votz")
     assert first.endswith("1 Français\n2 English\n3 Occitan")
     consent = await me.say("1")
-    assert "rien d'autre" in consent and "https://" in consent
+    assert "votre numéro, votre langue" in consent and "https://" in consent
     assert (await me.say("j'accepte")).startswith("Votre tranche d'âge ?")
     assert (await me.say("18-25 ans")).startswith("Votre code postal ?")
     assert await me.say("31 000") == f"Merci, c'est tout bon !\n\nQue voulez-vous faire ?\n{MENU}"
@@ -63,7 +63,7 @@ async def test_browse_a_campaign(app: App, sender: RecordingSender) -> None:
     me = Person(app, sender)
     await me.onboard()
     listing = await me.say("campagnes")
-    assert listing.startswith("Campagnes en cours :")
+    assert listing.startswith("Les campagnes :")
     assert "Budget des lycées" in listing
     assert "Consultation archivée" not in listing  # closed campaigns are not listed
     detail = await me.say("budget des lycees")  # by label, without accents
@@ -137,16 +137,21 @@ async def test_budget_ballot_must_fit(app: App, sender: RecordingSender) -> None
     assert "A voté" in await me.say("1")
 
 
-async def test_my_data_and_erasure_keep_ballots_anonymous(app: App,
-                                                           sender: RecordingSender) -> None:
+async def test_my_data_and_erasure_keep_closed_ballots_anonymous(
+    app: App, sender: RecordingSender, clock: FixedClock
+) -> None:
     me = Person(app, sender)
     await me.onboard(postcode="48000")
-    await me.say(f"VOTE {code_of(app, 'Jardin partagé')}")
+    garden = code_of(app, "Jardin partagé")
+    await me.say(f"VOTE {garden}")
     await me.say("1")
     data = await me.say("4")
-    garden = code_of(app, "Jardin partagé")
+    assert "Numéro ou compte : +33600000001\n" in data
     assert f"Âge : 18-25 ans\nCode postal : 48000\nIdées : 0\nVotes : {garden}" in data
     assert "Consentement : 10 mars 2026 11:00" in data
+    clock.advance(days=11)  # the vote has closed: the ballot is counted
+    await me.say("MENU")
+    await me.say("4")
     assert "anonymes" in await me.say("1")
     assert "vos données sont effacées" in await me.say("1")
     from sqlalchemy import select
@@ -248,3 +253,25 @@ async def test_results_phase_shows_the_winners(app: App, sender: RecordingSender
     detail = await me.say("Sondage terminé")
     assert "Étape : résultats" in detail
     assert f"Projets retenus :\n{yes} Oui" in detail
+
+
+async def test_erasure_during_an_open_vote_withdraws_the_ballot(
+    app: App, sender: RecordingSender
+) -> None:
+    me = Person(app, sender)
+    for _ in range(3):  # vote, erase, come back, vote again: still one ballot
+        await me.onboard()
+        await me.say(f"VOTE {code_of(app, 'Jardin partagé')}")
+        assert "A voté" in await me.say("1")
+        await me.say("4")
+        assert "un vote encore ouvert est retiré" in await me.say("1")
+        await me.say("1")
+    from sqlalchemy import select
+
+    from bot.store.tables import ballots
+
+    assert await app.db.run(lambda c: c.execute(select(ballots)).all()) == []
+    await me.onboard()
+    await me.say(f"VOTE {code_of(app, 'Jardin partagé')}")
+    await me.say("1")
+    assert len(await app.db.run(lambda c: c.execute(select(ballots)).all())) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from bot.store.repo import (
     moderate,
 )
 from bot.store.tables import ballots, outbox, participants
-from tests.conftest import CAMPAIGNS, FixedClock, Person, RecordingSender, code_of
+from tests.conftest import FixedClock, Person, RecordingSender, code_of
 
 
 async def second_app(app: App, sender: RecordingSender, clock: FixedClock,
@@ -99,11 +100,13 @@ async def test_concurrent_duplicate_deliveries_are_processed_once(
     assert count == 1
 
 
-async def test_erasure_keeps_ballots_anonymous(app: App, sender: RecordingSender) -> None:
+async def test_erasure_keeps_closed_ballots_anonymous(app: App, sender: RecordingSender,
+                                                     clock: FixedClock) -> None:
     me = Person(app, sender)
     await me.onboard(postcode="09000")
     await me.say(f"VOTE {code_of(app, 'Jardin partagé')}")
     await me.say("1")
+    clock.advance(days=11)
     await me.say("4")
     await me.say("1")
     await me.say("1")
@@ -132,9 +135,17 @@ class FlakySender:
 
 
 async def _queue_one(app: App) -> int:
-    return await app.db.run(lambda c: c.execute(outbox.insert().values(**queue_values(
-        participant_id=None, channel="console", address="+33612345678",
-        reply=Reply("Bonjour"), now=app.clock())).returning(outbox.c.id)).scalar_one())
+    def queue(conn):  # type: ignore[no-untyped-def]
+        person = conn.execute(select(participants.c.id).where(
+            participants.c.address == "+33612345678")).scalar()
+        if person is None:
+            person = conn.execute(participants.insert().values(
+                channel="console", address="+33612345678", locale="fr", status="active",
+                created_at=app.clock()).returning(participants.c.id)).scalar_one()
+        return conn.execute(outbox.insert().values(**queue_values(
+            participant_id=person, channel="console", address="+33612345678",
+            reply=Reply("Bonjour"), now=app.clock())).returning(outbox.c.id)).scalar_one()
+    return await app.db.run(queue)
 
 
 async def _row(app: App, row_id: int):  # type: ignore[no-untyped-def]
@@ -195,14 +206,54 @@ async def test_outbox_claims_are_exclusive_and_lost_claims_come_back(app: App,
     assert len(again) == 3
 
 
-async def test_ballot_rules_are_frozen_once_voting_opened(app: App, tmp_path: Path) -> None:
-    changed = (CAMPAIGNS / "pick.yaml").read_text().replace("max_choices: 3", "max_choices: 2")
-    (tmp_path / "pick.yaml").write_text(changed)
-    with pytest.raises(FrozenRulesError):
-        await app.load_campaigns(tmp_path / "pick.yaml")
-    later = (CAMPAIGNS / "ideas.yaml").read_text() + "ballot: {method: single}\n"
-    (tmp_path / "ideas.yaml").write_text(later)
-    await app.load_campaigns(tmp_path / "ideas.yaml")  # its vote has not opened: allowed
+FIXED = """slug: fixed
+kind: participatory_budget
+title: {fr: Budget aux dates fixes}
+summary: {fr: Dates réelles.}
+envelope: 1000
+phases:
+  vote: {start: VOTE_START, end: 2026-03-31}
+ballot: {method: up_to, max_choices: 2}
+seed_proposals:
+  - {ref: a, title: {fr: Projet A}, cost: 500}
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "what"),
+    [
+        ("max_choices: 2", "max_choices: 1", "ballot"),
+        ("envelope: 1000", "envelope: 2000", "envelope"),
+        ("kind: participatory_budget", "kind: participatory_budget\naudience: {departements: ['48']}",
+         "audience"),
+        ("{start: VOTE_START,", "{start: 2026-03-20,", "phases.vote.start"),
+        ("cost: 500}", "cost: 900}", "seed_proposals[a]"),
+        ("cost: 500}", "cost: 500}\n  - {ref: b, title: {fr: B}, cost: 1}", "seed_proposals[b]"),
+    ],
+)
+async def test_rules_are_frozen_once_voting_opened(app: App, tmp_path: Path, old: str,
+                                                   new: str, what: str) -> None:
+    path = tmp_path / "fixed.yaml"
+    path.write_text(FIXED.replace("VOTE_START", "2026-03-05"))  # open since 5 March
+    await app.load_campaigns(path)
+    path.write_text(FIXED.replace(old, new).replace("VOTE_START", "2026-03-05"))
+    with pytest.raises(FrozenRulesError, match=re.escape(what)):
+        await app.load_campaigns(path)
+    extended = FIXED.replace("VOTE_START", "2026-03-05").replace("2026-03-31", "2026-04-10")
+    path.write_text(extended)
+    await app.load_campaigns(path)  # extending the vote is allowed
+
+
+async def test_rules_may_change_before_voting_opens(app: App, tmp_path: Path) -> None:
+    path = tmp_path / "fixed.yaml"
+    path.write_text(FIXED.replace("VOTE_START", "2026-03-20"))
+    await app.load_campaigns(path)
+    path.write_text(FIXED.replace("VOTE_START", "2026-03-20").replace("cost: 500", "cost: 700")
+                    .replace("max_choices: 2", "max_choices: 1"))
+    await app.load_campaigns(path)
+    campaign = app.pipeline.catalog.by_slug("fixed")
+    assert campaign is not None and campaign.ballot.max_choices == 1
+    assert [p.cost for p in app.pipeline.catalog.published(campaign.id)] == [700]
 
 
 async def test_results_from_the_database(app: App, sender: RecordingSender) -> None:

@@ -99,6 +99,13 @@ def test_defaults_follow_the_programme() -> None:
         ({"seed_proposals": [{"ref": False, "title": {"fr": "A"}}]}, "seed_proposals[0].ref",
          "quote it"),
         ({"colour": "red"}, "colour", "unknown field"),
+        ({"description": {"en": "Only English"}}, "description", "French text (fr)"),
+        ({"proposals": 5}, "proposals", "mapping"),
+        ({"ballot": "single"}, "ballot", "mapping"),
+        ({"audience": {"departements": "31"}}, "audience.departements", "a list"),
+        ({"audience": {"departements": 31}}, "audience.departements", "a list"),
+        ({"phases": {"vote": {"start": "today+99999999"}}}, "phases.vote.start", "too far"),
+        ({"ballot": {"min_share": True}}, "ballot.min_share", "share between 0 and 1"),
     ],
 )
 def test_bad_definitions_name_field_and_problem(overrides: dict[str, Any], field: str,
