@@ -77,7 +77,8 @@ class Translator:
     def euros(self, amount: int) -> str:
         # Plain spaces: a narrow no-break space would make an SMS cost twice as much.
         grouped = format_decimal(amount, locale=self.locale)
-        return grouped.replace("\u202f", " ").replace("\xa0", " ") + " €"
+        grouped = grouped.replace("\u202f", " ").replace("\xa0", " ")
+        return f"€{grouped}" if self.locale == "en" else f"{grouped} €"
 
 
 class I18n:

@@ -39,7 +39,15 @@ class Results:
 
 
 def _suppress(counter: Counter[str]) -> dict[str, int | None]:
-    return {k: (v if v >= SUPPRESS_BELOW else None) for k, v in sorted(counter.items())}
+    """Hide cells under SUPPRESS_BELOW; when only one is hidden, hide the next smallest too,
+    so that it cannot be found back by subtracting the others from the total."""
+    shown: dict[str, int | None] = {
+        k: (v if v >= SUPPRESS_BELOW else None) for k, v in sorted(counter.items())}
+    hidden = [k for k, v in shown.items() if v is None]
+    visible = sorted((v, k) for k, v in shown.items() if v is not None)
+    if len(hidden) == 1 and visible:
+        shown[visible[0][1]] = None
+    return shown
 
 
 def tally(

@@ -188,8 +188,21 @@ def test_tally_envelope_winners_skip_what_does_not_fit_and_suppress_small_cells(
     # 2 (50) fits, 1 (70) does not, 3 (30) fits: 80 of 100 used; 4 has no vote.
     assert winners == {2, 3}
     assert results.envelope_used == 80
-    assert results.by_age == {"18-25": 7, "65+": None}
-    assert results.by_departement == {"31": 7, "48": None}
+    # 65+ (2) is hidden; 18-25 too, or the total (9) would give 65+ away.
+    assert results.by_age == {"18-25": None, "65+": None}
+    assert results.by_departement == {"31": None, "48": None}
+
+
+def test_small_cells_are_hidden_without_giving_each_other_away() -> None:
+    campaign = parse()
+    ballots = ([CastBallot((1,), "18-25", "31")] * 9 + [CastBallot((1,), "26-34", "31")] * 6
+               + [CastBallot((1,), "65+", "31")] * 2 + [CastBallot((1,), "50-64", "31")] * 3)
+    results = tally(campaign, [], ballots)
+    assert results.by_age == {"18-25": 9, "26-34": 6, "50-64": None, "65+": None}
+    ballots += [CastBallot((1,), "50-64", "31")] * 2  # 50-64 reaches 5: only 65+ is small
+    assert tally(campaign, [], ballots).by_age == {"18-25": 9, "26-34": 6, "50-64": None,
+                                                   "65+": None}
+    assert tally(campaign, [], ballots).by_departement == {"31": 22}
 
 
 def test_tally_without_envelope_ranks_by_votes_then_id() -> None:

@@ -96,7 +96,7 @@ def test_dates_and_amounts_per_language() -> None:
     assert i18n["en"].date(moment) == "16 October 2024"
     assert i18n["oc"].date(moment) == "16 d’octòbre 2024"
     assert i18n["fr"].euros(500000) == "500 000 €"
-    assert i18n["en"].euros(500000) == "500,000 €"
+    assert i18n["en"].euros(500000) == "€500,000"
 
 
 def test_startup_fails_without_compiled_catalogs(tmp_path: Path) -> None:
