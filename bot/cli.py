@@ -308,6 +308,16 @@ def flows_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def sms_audit(args: argparse.Namespace) -> int:
+    from bot.channels.sms_audit import audit, report
+
+    i18n = I18n()
+    flows, _ = load_engine(i18n)
+    text, ok = report(audit(i18n, flows))
+    sys.stdout.write(text)
+    return 0 if ok else 1
+
+
 def flows_diagram(args: argparse.Namespace) -> int:
     flows, _ = load_engine(I18n())
     sys.stdout.write(mermaid(flows))
@@ -384,6 +394,10 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("path", nargs="?")
     x.set_defaults(run=flows_check)
     fl.add_parser("diagram", help="print a Mermaid diagram").set_defaults(run=flows_diagram)
+
+    s = sub.add_parser("sms", help="SMS tools").add_subparsers(dest="action", required=True)
+    s.add_parser("audit", help="encoding and segments of every SMS text").set_defaults(
+        run=sms_audit)
 
     d = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     d.add_parser("upgrade", help="apply migrations").set_defaults(run=db_upgrade)

@@ -45,7 +45,7 @@ def test_demo_conversation_piped(tmp_path: Path) -> None:
     assert "Étape : résultats" in turns["Vos solutions pour la vie étudiante"]
     assert turns["1"].startswith("Merci ! Idée reçue, code P")  # the last "1" sent it
     choose = turns["Démo – Vos solutions pour la vie étudiante"]
-    assert "Choisissez jusqu'à 3 projets" in choose
+    assert "Jusqu'à 3 projets" in choose
     codes = [line.split()[0] for line in choose.splitlines()[2:] if line[0].isdigit()][:3]
     assert len(codes) == 3
     assert choose.splitlines()[-1].startswith("SUITE : voir la suite (1/")
