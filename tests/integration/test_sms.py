@@ -15,10 +15,10 @@ from bot.app import App
 from bot.channels.sms import TwilioSender
 from bot.config import Settings
 from bot.store.tables import outbox, participants
+from bot.testing.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from bot.testing.server import LocalServer
 from bot.web import EMPTY_TWIML, create_web_app
 from tests.conftest import CAMPAIGNS, FixedClock, code_of
-from tests.fakes.server import LocalServer
-from tests.fakes.twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 
 PUBLIC = "https://votz.example.org"
 MOBILE = "+33612345678"

@@ -31,6 +31,7 @@ class FakeTwilio:
     messages: list[SentSms] = field(default_factory=list)
     failures: list[tuple[int, int]] = field(default_factory=list)  # (HTTP status, Twilio code)
     requests: int = 0
+    echo: bool = False  # print each message (when run by hand)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -53,8 +54,11 @@ class FakeTwilio:
                                      "more_info": "", "status": status}, status_code=status)
             sid = f"SM{next(self._ids):032x}"
             sender = str(form.get("From") or form.get("MessagingServiceSid") or "")
+            callback = form.get("StatusCallback")
             self.messages.append(SentSms(sid, str(form["To"]), str(form["Body"]), sender,
-                                         form.get("StatusCallback")))  # type: ignore[arg-type]
+                                         str(callback) if callback else None))
+            if self.echo:
+                print(f"--- SMS to {form['To']} ---\n{form['Body']}\n", flush=True)
         return JSONResponse({"sid": sid, "account_sid": ACCOUNT_SID, "status": "queued",
                              "to": form["To"], "from": sender, "body": form["Body"],
                              "num_segments": "1", "direction": "outbound-api"},
@@ -63,3 +67,23 @@ class FakeTwilio:
     def asgi(self) -> Starlette:
         return Starlette(routes=[Route("/2010-04-01/Accounts/{sid}/Messages.json", self.create,
                                        methods=["POST"])])
+
+
+def main() -> None:
+    """`python -m bot.testing.fake_twilio --port 8081`: a fake Twilio that prints each SMS."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    args = parser.parse_args()
+    fake = FakeTwilio(echo=True)
+    print(f"fake Twilio API on http://{args.host}:{args.port} — account {ACCOUNT_SID}, "
+          f"auth token {AUTH_TOKEN}", flush=True)
+    uvicorn.run(fake.asgi(), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,84 @@
+"""`votz run` as an operator starts it: real HTTP in, the twilio SDK out to a local fake."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from bot.testing.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from bot.testing.server import LocalServer
+from bot.testing.sms_webhook import signed_form
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
+    """Poll a real process (bounded); the only waiting in the suite, for subprocesses."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def test_votz_run_holds_a_conversation_by_sms(tmp_path: Path) -> None:
+    fake = FakeTwilio()
+    with LocalServer(fake.asgi()) as twilio:
+        port = free_port()
+        public = f"http://127.0.0.1:{port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VOTZ_")}
+        env.update({
+            "VOTZ_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
+            "VOTZ_HTTP_PORT": str(port), "VOTZ_PUBLIC_URL": public,
+            "VOTZ_TWILIO_ACCOUNT_SID": ACCOUNT_SID, "VOTZ_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+            "VOTZ_TWILIO_FROM": "+33756000000", "VOTZ_TWILIO_API_URL": twilio.url,
+        })
+        load = subprocess.run([sys.executable, "-m", "bot", "campaigns", "load",
+                               str(ROOT / "campaigns")], env=env, capture_output=True,
+                              text=True, cwd=tmp_path, check=False)
+        assert load.returncode == 0, load.stderr
+        server = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            def healthy() -> bool:
+                try:
+                    return httpx.get(public + "/healthz").status_code == 200
+                except httpx.TransportError:
+                    return server.poll() is None and False
+            wait_for(healthy, "votz run to answer /healthz")
+            replies = []
+            for n, text in enumerate(["Bonjour", "1", "1", "3", "31000", "3", "2"]):
+                form, headers = signed_form(text, "06 12 34 56 78", public_url=public,
+                                            auth_token=AUTH_TOKEN, sid=f"SMe2e{n:029d}")
+                answer = httpx.post(public + "/sms/inbound", data=form, headers=headers)
+                assert answer.status_code == 200
+                assert answer.text.endswith("<Response></Response>")
+                wait_for(lambda n=n: len(fake.messages) > n, f"the reply to {text!r}")
+                replies.append(fake.messages[-1].body)
+            forged = httpx.post(public + "/sms/inbound", data={"From": "0612345678",
+                                                                "Body": "x"})
+            assert forged.status_code == 403
+        finally:
+            server.terminate()
+            _, stderr = server.communicate(timeout=20)
+    assert all(m.to == "+33612345678" for m in fake.messages)
+    assert replies[0].startswith("Bonjour ! Avec Votz")
+    assert replies[4].startswith("Merci, c'est tout bon !")
+    assert replies[5].startswith("Voter pour quelle campagne ?")
+    assert "1 Démo - Budget participatif des villages" in replies[5]  # – made GSM-7
+    assert replies[6].startswith("Démo - Vos solutions pour la vie étudiante\nJusqu'à 3 projets")
+    assert "channel.sms.started from=+33756000000" in stderr
+    assert "sms.webhook.signature_invalid" in stderr
