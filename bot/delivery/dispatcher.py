@@ -25,6 +25,7 @@ from bot.delivery.ratelimit import TokenBucket
 from bot.store.db import Database
 
 log = logging.getLogger("votz.dispatcher")
+Outcome = Callable[[Connection], object]
 
 
 class Dispatcher:
@@ -35,7 +36,7 @@ class Dispatcher:
     """
 
     def __init__(self, db: Database, senders: Mapping[str, Sender],
-                 clock: Callable[[], datetime], *, batch: int = 50,
+                 clock: Callable[[], datetime], *, batch: int = 20,
                  concurrency: int = 16) -> None:
         self.db = db
         self.senders = dict(senders)
@@ -53,17 +54,27 @@ class Dispatcher:
         channels = list(self.senders)
         now = self.clock()
         items = await self.db.run(lambda conn: claim(conn, channels, now, limit=self.batch))
+        if not items:
+            return 0
         groups: dict[tuple[str, str], list[OutboxItem]] = defaultdict(list)
         for item in items:
             groups[(item.channel, item.address)].append(item)
         gate = asyncio.Semaphore(self.concurrency)
+        outcomes: list[Outcome] = []
 
         async def in_order(group: list[OutboxItem]) -> None:
             async with gate:
                 for one in group:
-                    await self._deliver(one)
+                    outcomes.append(await self._deliver(one))
 
         await asyncio.gather(*(in_order(group) for group in groups.values()))
+
+        def record(conn: Connection) -> None:
+            for outcome in outcomes:
+                outcome(conn)
+
+        # One transaction for the whole batch's results.
+        await self.db.run(record)
         return len(items)
 
     async def _throttle(self, sender: Sender, item: OutboxItem) -> None:
@@ -76,33 +87,32 @@ class Dispatcher:
         cost = getattr(sender, "cost", None)
         await bucket.take(cost(item.reply) if cost else 1)
 
-    async def _deliver(self, item: OutboxItem) -> None:
+    async def _deliver(self, item: OutboxItem) -> Outcome:
+        """Send one message; return what to record about it."""
         sender = self.senders[item.channel]
         await self._throttle(sender, item)
         try:
             result = await sender.send(item.address, item.reply)
         except TransientSendError as exc:
             reason, retry_after = exc.reason, exc.retry_after
-            status = await self.db.run(
-                lambda conn: mark_retry(conn, item, reason, self.clock(), retry_after))
-            log.warning("outbox.retry id=%s reason=%s status=%s", item.id, reason, status.value)
+            log.warning("outbox.retry id=%s reason=%s", item.id, reason)
+            return lambda conn: mark_retry(conn, item, reason, self.clock(), retry_after)
         except PermanentSendError as exc:
             reason, stop = exc.reason, exc.stop
+            log.warning("outbox.failed id=%s reason=%s stop=%s", item.id, reason, stop)
 
             def failed(conn: Connection) -> None:
                 mark_failed(conn, item.id, reason, self.clock())
                 if stop and item.participant_id is not None:
                     stop_participant(conn, item.participant_id)
 
-            await self.db.run(failed)
-            log.warning("outbox.failed id=%s reason=%s stop=%s", item.id, reason, stop)
+            return failed
         except Exception as exc:  # a bug in a sender must not lose the message
             reason = f"{type(exc).__name__}: {exc}"
-            await self.db.run(lambda conn: mark_retry(conn, item, reason, self.clock()))
             log.exception("outbox.sender_error id=%s", item.id)
-        else:
-            provider_id = result.provider_id
-            await self.db.run(lambda conn: mark_sent(conn, item.id, provider_id, self.clock()))
+            return lambda conn: mark_retry(conn, item, reason, self.clock())
+        provider_id = result.provider_id
+        return lambda conn: mark_sent(conn, item.id, provider_id, self.clock())
 
     async def drain(self) -> None:
         """Send everything due now (used by the console and tests)."""

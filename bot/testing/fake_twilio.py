@@ -64,9 +64,16 @@ class FakeTwilio:
                              "num_segments": "1", "direction": "outbound-api"},
                             status_code=201)
 
+    async def summary(self, request: Request) -> Response:
+        """`GET /fake/summary`: how many messages, to how many numbers (for benchmarks)."""
+        return JSONResponse({"messages": len(self.messages), "requests": self.requests,
+                             "numbers": len({m.to for m in self.messages})})
+
     def asgi(self) -> Starlette:
-        return Starlette(routes=[Route("/2010-04-01/Accounts/{sid}/Messages.json", self.create,
-                                       methods=["POST"])])
+        return Starlette(routes=[
+            Route("/2010-04-01/Accounts/{sid}/Messages.json", self.create, methods=["POST"]),
+            Route("/fake/summary", self.summary),
+        ])
 
 
 def main() -> None:
@@ -78,8 +85,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--quiet", action="store_true", help="do not print each message")
     args = parser.parse_args()
-    fake = FakeTwilio(echo=True)
+    fake = FakeTwilio(echo=not args.quiet)
     print(f"fake Twilio API on http://{args.host}:{args.port} — account {ACCOUNT_SID}, "
           f"auth token {AUTH_TOKEN}", flush=True)
     uvicorn.run(fake.asgi(), host=args.host, port=args.port, log_level="warning")
