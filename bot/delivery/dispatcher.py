@@ -16,9 +16,9 @@ from bot.delivery.outbox import (
     OutboxItem,
     OutboxStatus,
     claim,
+    mark_all_sent,
     mark_failed,
     mark_retry,
-    mark_sent,
     stop_participant,
 )
 from bot.delivery.ratelimit import TokenBucket
@@ -61,15 +61,22 @@ class Dispatcher:
             groups[(item.channel, item.address)].append(item)
         gate = asyncio.Semaphore(self.concurrency)
         outcomes: list[Outcome] = []
+        sent: list[tuple[int, str | None]] = []
 
         async def in_order(group: list[OutboxItem]) -> None:
             async with gate:
                 for one in group:
-                    outcomes.append(await self._deliver(one))
+                    outcome = await self._deliver(one)
+                    if isinstance(outcome, tuple):
+                        sent.append(outcome)
+                    else:
+                        outcomes.append(outcome)
 
         await asyncio.gather(*(in_order(group) for group in groups.values()))
+        done = self.clock()
 
         def record(conn: Connection) -> None:
+            mark_all_sent(conn, sent, done)
             for outcome in outcomes:
                 outcome(conn)
 
@@ -87,8 +94,8 @@ class Dispatcher:
         cost = getattr(sender, "cost", None)
         await bucket.take(cost(item.reply) if cost else 1)
 
-    async def _deliver(self, item: OutboxItem) -> Outcome:
-        """Send one message; return what to record about it."""
+    async def _deliver(self, item: OutboxItem) -> Outcome | tuple[int, str | None]:
+        """Send one message; return (id, provider id) when sent, else what to record."""
         sender = self.senders[item.channel]
         await self._throttle(sender, item)
         try:
@@ -111,8 +118,7 @@ class Dispatcher:
             reason = f"{type(exc).__name__}: {exc}"
             log.exception("outbox.sender_error id=%s", item.id)
             return lambda conn: mark_retry(conn, item, reason, self.clock())
-        provider_id = result.provider_id
-        return lambda conn: mark_sent(conn, item.id, provider_id, self.clock())
+        return (item.id, result.provider_id)
 
     async def drain(self) -> None:
         """Send everything due now (used by the console and tests)."""

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Connection, and_, delete, func, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, func, select, update
 
 from bot.channels.base import Reply, ReplyChoice
 from bot.store.tables import outbox, participants
@@ -80,31 +81,48 @@ def queue_values(
     }
 
 
-def claim(conn: Connection, channels: Sequence[str], now: datetime, *, limit: int = 50
-          ) -> list[OutboxItem]:
-    """Mark up to `limit` due rows as sending and return them (SKIP LOCKED on PostgreSQL)."""
-    # Claims a dead process never finished come back first; both statements use the
-    # (status, channel, next_attempt_at) index, so sent history does not slow them down.
-    conn.execute(update(outbox).where(
-        outbox.c.status == OutboxStatus.SENDING.value, outbox.c.channel.in_(channels),
-        outbox.c.updated_at < now - SENDING_TIMEOUT,
-    ).values(status=OutboxStatus.QUEUED.value))
-    due = and_(
-        outbox.c.status == OutboxStatus.QUEUED.value,
-        outbox.c.channel.in_(channels),
-        outbox.c.next_attempt_at <= now,
-    )
-    ids = select(outbox.c.id).where(due).order_by(outbox.c.id).limit(limit)
-    if conn.dialect.name == "postgresql":
-        ids = ids.with_for_update(skip_locked=True)
-    rows = conn.execute(
+_RECLAIM = update(outbox).where(
+    outbox.c.status == OutboxStatus.SENDING.value,
+    outbox.c.channel.in_(bindparam("channels", expanding=True)),
+    outbox.c.updated_at < bindparam("stale"),
+).values(status=OutboxStatus.QUEUED.value)
+_DUE = (
+    select(outbox.c.id)
+    .where(outbox.c.status == OutboxStatus.QUEUED.value,
+           outbox.c.channel.in_(bindparam("channels", expanding=True)),
+           outbox.c.next_attempt_at <= bindparam("now"))
+    .order_by(outbox.c.id)
+    .limit(bindparam("limit"))
+)
+
+
+def _claim_statement(due: Select[tuple[int]]) -> Any:
+    return (
         update(outbox)
-        .where(outbox.c.id.in_(ids.scalar_subquery()))
+        .where(outbox.c.id.in_(due.scalar_subquery()))
         .values(status=OutboxStatus.SENDING.value, attempts=outbox.c.attempts + 1,
-                updated_at=now)
+                updated_at=bindparam("now"))
         .returning(outbox.c.id, outbox.c.participant_id, outbox.c.channel, outbox.c.address,
                    outbox.c.text, outbox.c.choices, outbox.c.attempts)
-    ).all()
+    )
+
+
+_CLAIM = {
+    "sqlite": _claim_statement(_DUE),
+    "postgresql": _claim_statement(_DUE.with_for_update(skip_locked=True)),
+}
+
+
+def claim(conn: Connection, channels: Sequence[str], now: datetime, *, limit: int = 50
+          ) -> list[OutboxItem]:
+    """Mark up to `limit` due rows as sending and return them (SKIP LOCKED on PostgreSQL).
+
+    Claims a dead process never finished come back first; both statements use the
+    (status, channel, next_attempt_at) index, so the sent history does not slow them down.
+    """
+    conn.execute(_RECLAIM, {"channels": list(channels), "stale": now - SENDING_TIMEOUT})
+    rows = conn.execute(_CLAIM[conn.dialect.name],
+                        {"channels": list(channels), "now": now, "limit": limit}).all()
     items = [
         OutboxItem(r.id, r.participant_id, r.channel, r.address,
                    decode_reply(r.choices, r.text), r.attempts)
@@ -114,13 +132,28 @@ def claim(conn: Connection, channels: Sequence[str], now: datetime, *, limit: in
     return items
 
 
+# Built once: these run for every message sent.
+_SENT = update(outbox).where(outbox.c.id == bindparam("item_id")).values(
+    status=OutboxStatus.SENT.value, provider_id=bindparam("provider_id"),
+    updated_at=bindparam("now"))
+_FAREWELL_GONE = delete(outbox).where(
+    outbox.c.id == bindparam("item_id"), outbox.c.participant_id.is_(None),
+    outbox.c.idempotency_key.is_(None))
+
+
 def mark_sent(conn: Connection, item_id: int, provider_id: str | None, now: datetime) -> None:
+    mark_all_sent(conn, [(item_id, provider_id)], now)
+
+
+def mark_all_sent(conn: Connection, sent: Sequence[tuple[int, str | None]],
+                  now: datetime) -> None:
+    """Record successful sends (one statement for the batch)."""
+    if not sent:
+        return
+    params = [{"item_id": i, "provider_id": p, "now": now} for i, p in sent]
+    conn.execute(_SENT, params)
     # A farewell to someone who was just erased keeps nothing once it has left.
-    conn.execute(delete(outbox).where(outbox.c.id == item_id,
-                                      outbox.c.participant_id.is_(None),
-                                      outbox.c.idempotency_key.is_(None)))
-    conn.execute(update(outbox).where(outbox.c.id == item_id).values(
-        status=OutboxStatus.SENT.value, provider_id=provider_id, updated_at=now))
+    conn.execute(_FAREWELL_GONE, params)
 
 
 def mark_retry(conn: Connection, item: OutboxItem, reason: str, now: datetime,
