@@ -198,6 +198,43 @@ async def proposals_moderate(args: argparse.Namespace, status: str) -> int:
     return 0 if changed == len(ids) else 1
 
 
+# --- broadcasts ------------------------------------------------------------------------------
+
+
+async def broadcast(args: argparse.Namespace) -> int:
+    import hashlib
+
+    from bot.delivery.broadcasts import Audience, preview, queue_broadcast
+
+    texts = {"fr": args.text, "en": args.text_en or "", "oc": args.text_oc or ""}
+    app = await App.open(_settings(args))
+    try:
+        campaign = None
+        if args.campaign:
+            campaign = await app.db.run(lambda conn: get_campaign(conn, args.campaign))
+        audience = Audience(channel=args.channel, campaign=campaign)
+        seen = await app.db.run(lambda conn: preview(conn, audience, texts))
+        for channel, n in sorted(seen.recipients.items()):
+            print(f"{channel:9} {n} recipient(s)")
+        for locale in ("fr", "en", "oc"):
+            people = seen.sms_recipients_by_locale.get(locale, 0)
+            print(f"sms {locale}:   {seen.sms_encoding[locale]}, {seen.sms_segments[locale]} "
+                  f"segment(s) × {people} recipient(s) = {seen.sms_segments[locale] * people}")
+        print(f"SMS segments in all: {seen.total_sms_segments}")
+        if not args.send:
+            print("preview only: add --send to queue it")
+            return 0
+        key = args.key or hashlib.sha256(
+            json.dumps([texts, args.channel, args.campaign]).encode()).hexdigest()[:16]
+        now = app.clock()
+        queued = await app.db.run(lambda conn: queue_broadcast(conn, key, audience, texts, now))
+        print(f"queued {queued} message(s) (broadcast key {key}; sending it again queues "
+              "nothing more)")
+    finally:
+        await app.close()
+    return 0
+
+
 # --- results -----------------------------------------------------------------------------------
 
 
@@ -366,6 +403,16 @@ def parser() -> argparse.ArgumentParser:
         x = prop.add_parser(name)
         x.add_argument("ids", nargs="+", help="proposal codes (P12 or 12)")
         x.set_defaults(run=lambda a, s=status: proposals_moderate(a, s))
+
+    b = sub.add_parser("broadcast", help="announce to participants (preview, then --send)")
+    b.add_argument("--text", required=True, help="the French text (the default for everyone)")
+    b.add_argument("--text-en", help="the English text")
+    b.add_argument("--text-oc", help="the Occitan text")
+    b.add_argument("--campaign", help="only people eligible for this campaign (slug)")
+    b.add_argument("--channel", help="only this channel (sms, console, ...)")
+    b.add_argument("--key", help="idempotency key (default: derived from text and audience)")
+    b.add_argument("--send", action="store_true", help="queue it (default: preview only)")
+    b.set_defaults(run=broadcast)
 
     r = sub.add_parser("results", help="tally a campaign")
     r.add_argument("slug")

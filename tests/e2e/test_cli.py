@@ -135,3 +135,19 @@ def test_privacy_erase_and_purge(tmp_path: Path) -> None:
     assert erased.returncode == 0 and erased.stdout.startswith("erased")
     assert votz(tmp_path, "privacy", "export", "console", "+33600000002").returncode == 1
     assert votz(tmp_path, "privacy", "erase", "console", "+33600000002").returncode == 1
+
+
+def test_broadcast_preview_then_send(tmp_path: Path) -> None:
+    onboard = "bonjour\n1\n1\n3\n31000\n"
+    for n in range(2):
+        assert votz(tmp_path, "chat", "--as", f"+3360000000{n}", stdin=onboard).returncode == 0
+    text = "Le vote du budget étudiant est ouvert : envoyez VOTER."
+    shown = votz(tmp_path, "broadcast", "--text", text)
+    assert shown.returncode == 0, shown.stderr
+    assert "console   2 recipient(s)" in shown.stdout
+    assert "sms fr:   GSM-7, 1 segment(s) × 0 recipient(s) = 0" in shown.stdout
+    assert shown.stdout.rstrip().endswith("preview only: add --send to queue it")
+    sent = votz(tmp_path, "broadcast", "--text", text, "--send")
+    assert "queued 2 message(s)" in sent.stdout
+    again = votz(tmp_path, "broadcast", "--text", text, "--send")
+    assert "queued 0 message(s)" in again.stdout

@@ -294,3 +294,28 @@ async def test_migrations_are_idempotent(app: App, clock: FixedClock,
     settings = replace(app.settings)
     again = await App.open(settings, clock=clock, schema=database[1])
     await again.close()
+
+
+async def test_broadcast_preview_and_idempotent_send(app: App, sender: RecordingSender) -> None:
+    from bot.delivery.broadcasts import Audience, preview, queue_broadcast
+
+    people = [Person(app, sender, address=f"+3360000020{n}") for n in range(4)]
+    for n, person in enumerate(people):
+        await person.onboard(age="2" if n < 2 else "4", language="3" if n == 0 else "1")
+    await people[3].say("STOP")
+    ideas = app.pipeline.catalog.by_slug("ideas")  # for 15-25 year olds
+    texts = {"fr": "Nouvelle campagne : « Tes idées » – réponds vite !",
+             "oc": "Novèla campanha : respondètz lèu !"}
+    youth = Audience(campaign=ideas)
+    seen = await app.db.run(lambda c: preview(c, youth, texts))
+    assert seen.recipients == {"console": 2}
+    assert (seen.sms_encoding["fr"], seen.sms_segments["fr"]) == ("GSM-7", 1)
+    everyone = await app.db.run(lambda c: preview(c, Audience(), texts))
+    assert everyone.recipients == {"console": 3}  # consented and not stopped
+    queued = await app.db.run(lambda c: queue_broadcast(c, "k1", youth, texts, app.clock()))
+    again = await app.db.run(lambda c: queue_broadcast(c, "k1", youth, texts, app.clock()))
+    assert (queued, again) == (2, 0)
+    before = len(sender.sent)
+    await app.dispatcher.drain()
+    got = {address: reply.text for address, reply in sender.sent[before:]}
+    assert got == {"+33600000200": texts["oc"], "+33600000201": texts["fr"]}
