@@ -74,8 +74,10 @@ def preview(conn: Connection, audience: Audience, texts: Mapping[str, str]) -> P
 def queue_broadcast(conn: Connection, key: str, audience: Audience, texts: Mapping[str, str],
                     now: datetime) -> int:
     """Queue one message per person in the audience, in their language; return how many."""
-    text = case(*((participants.c.locale == loc, literal(texts[loc]))
-                  for loc in ("en", "oc") if texts.get(loc)), else_=literal(texts["fr"]))
+    others = [(participants.c.locale == loc, literal(texts[loc]))
+              for loc in ("en", "oc") if texts.get(loc)]
+    text: ColumnElement[str] = (case(*others, else_=literal(texts["fr"])) if others
+                                else literal(texts["fr"]))
     idempotency = literal(f"broadcast:{key}:") + cast(participants.c.id, SqlString)
     query = select(
         participants.c.id, participants.c.channel, participants.c.address, text,
