@@ -19,6 +19,8 @@ class Inbound:
     provider_id: str | None = None  # for de-duplication of provider retries
     locale_hint: str | None = None
     opt_out: str | None = None  # the provider already handled STOP/START (Twilio OptOutType)
+    turn: int | None = None  # with `choice`: the reply whose button was pressed (stale check)
+    start_payload: str | None = None  # a deep link's parameter (t.me/bot?start=SLUG)
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -36,6 +38,7 @@ class Reply:
     text: str
     choices: Sequence[ReplyChoice] = ()
     footer: str = ""  # after the choices, e.g. "SUITE : voir la suite (1/3)"
+    turn: int = 0  # which turn of the conversation this is (buttons carry it back)
 
 
 @dataclass(frozen=True, slots=True)

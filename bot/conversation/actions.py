@@ -178,6 +178,10 @@ def set_postcode(turn: Turn, value: Any) -> str:
         turn.notice("onboarding.done")
     else:
         turn.notice("onboarding.done_outside")
+    slug = turn.data.get("deep_link")
+    if slug and turn.ctx.catalog.by_slug(slug):
+        turn.data = {"campaign": slug}
+        return "campaign"
     return "ok"
 
 
@@ -483,7 +487,7 @@ ACTIONS = {
     "set_language": (set_language, {"ok"}),
     "record_consent": (record_consent, {"accepted", "declined"}),
     "set_age_bracket": (set_age_bracket, {"ok", "too_young"}),
-    "set_postcode": (set_postcode, {"ok", "retry"}),
+    "set_postcode": (set_postcode, {"ok", "campaign", "retry"}),
     "show_help": (show_help, {"ok"}),
     "select_campaign": (select_campaign, {"ok"}),
     "route_propose": (route_propose, {"one", "many", "none"}),

@@ -21,7 +21,7 @@ from typing import Any
 
 from bot.channels.base import Inbound
 from bot.conversation.effects import Effect, SetStatus
-from bot.conversation.flows import FlowSet, Step
+from bot.conversation.flows import KEYWORD_TARGETS, FlowSet, Step
 from bot.conversation.matching import MAX_INPUT, Option, clean, fold, match_many, match_one
 from bot.domain.ballots import Proposal
 from bot.domain.campaigns import Campaign
@@ -92,6 +92,7 @@ class Decision:
     locale: str
     effects: tuple[Effect, ...]
     footer: Msg | None = None  # shown after the options ("SUITE for more")
+    turn: int = 0
 
     @property
     def silent(self) -> bool:
@@ -114,6 +115,9 @@ class Turn:
         self.footer: Msg | None = None
         self.page = 0
         self.forget = False
+        self.previous_turn = int(state.data.get("_t", 0)) if state else 0
+        self.turn_no = self.previous_turn + 1
+        self.data.pop("_t", None)
 
     @property
     def t(self) -> Translator:
@@ -135,7 +139,12 @@ class Turn:
         return self.ctx.catalog.by_slug(self.data.get("campaign"))
 
     def decision(self) -> Decision:
-        state = None if self.forget else State(self.step, self.data, self.now)
+        data = dict(self.data)
+        if self.messages:
+            data["_t"] = self.turn_no  # buttons of this reply carry it back
+        elif self.previous_turn:
+            data["_t"] = self.previous_turn
+        state = None if self.forget else State(self.step, data, self.now)
         return Decision(
             state=state,
             messages=tuple(self.messages),
@@ -143,6 +152,7 @@ class Turn:
             locale=self.profile.locale,
             effects=tuple(self.effects),
             footer=self.footer,
+            turn=self.turn_no,
         )
 
 
@@ -204,6 +214,16 @@ class Engine:
             turn.data = {}
             return turn.decision()
 
+        if (inbound.choice is not None and inbound.turn is not None and state is not None
+                and inbound.turn != turn.previous_turn):
+            # A button from an earlier message: say so, never act on it twice.
+            turn.notice("common.stale")
+            self.enter(turn, state.step if state.step in self.flows.steps else "main.menu")
+            return turn.decision()
+
+        if inbound.start_payload and ctx.catalog.by_slug(inbound.start_payload):
+            return self.deep_link(turn, state, inbound.start_payload)
+
         if state is None or state.step not in self.flows.steps:
             self.enter(turn, "onboarding.language")
             return turn.decision()
@@ -237,6 +257,18 @@ class Engine:
             return False
         return all(_CODE.fullmatch(word) for word in words[1:])
 
+    def deep_link(self, turn: Turn, state: State | None, slug: str) -> Decision:
+        """A poster's link opens its campaign, after onboarding when needed."""
+        if turn.profile.onboarded:
+            turn.data = {"campaign": slug}
+            self.enter(turn, "browse.detail")
+        else:
+            turn.data["deep_link"] = slug
+            step = state.step if state is not None and state.step in self.flows.steps \
+                else "onboarding.language"
+            self.enter(turn, step)
+        return turn.decision()
+
     def recover(self, state: State | None, ctx: Context) -> Decision:
         """After an unexpected error: apologise and go back to the menu (or onboarding)."""
         turn = Turn(ctx, self.flows, state)
@@ -268,6 +300,9 @@ class Engine:
             turn.data = {}
             target = self.behaviour.vote_shortcut(turn, rest) if rest else "vote.start"
             self.enter(turn, target)
+        elif keyword in KEYWORD_TARGETS:
+            turn.data = {}
+            self.enter(turn, KEYWORD_TARGETS[keyword])
 
     # --- steps ----------------------------------------------------------------------------
 

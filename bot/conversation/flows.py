@@ -23,8 +23,11 @@ from bot.resources import resource_dir
 
 INPUTS = ("one", "many", "text")
 ROOTS = ("onboarding.language", "main.menu")
-KEYWORDS = ("menu", "help", "stop", "start", "language", "cancel", "vote", "more")
-KEYWORD_TARGETS = {"menu": "main.menu", "language": "settings.language", "vote": "vote.start"}
+KEYWORDS = ("menu", "help", "stop", "start", "language", "cancel", "vote", "more",
+            "campaigns", "propose", "mydata")
+KEYWORD_TARGETS = {"menu": "main.menu", "language": "settings.language", "vote": "vote.start",
+                   "campaigns": "browse.list", "propose": "propose.start",
+                   "mydata": "privacy.mydata"}
 
 
 @dataclass(frozen=True, slots=True)

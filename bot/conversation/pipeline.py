@@ -224,6 +224,7 @@ class Pipeline:
             render(decision, self.i18n, results),
             tuple(ReplyChoice(o.id, o.key, o.label) for o in decision.options),
             footer,
+            decision.turn,
         )
         conn.execute(sql.queue, queue_values(
             participant_id=None if erased else profile.id, channel=inbound.channel,

@@ -43,10 +43,10 @@ class OutboxItem:
     attempts: int
 
 
-def encode_choices(choices: Sequence[ReplyChoice], footer: str = "") -> str:
-    """Choices (and the footer under them) as stored in the outbox row."""
-    return json.dumps({"choices": [[c.id, c.key, c.label] for c in choices], "footer": footer},
-                      ensure_ascii=False)
+def encode_choices(choices: Sequence[ReplyChoice], footer: str = "", turn: int = 0) -> str:
+    """Choices (and the footer under them, and the turn) as stored in the outbox row."""
+    return json.dumps({"choices": [[c.id, c.key, c.label] for c in choices], "footer": footer,
+                       "turn": turn}, ensure_ascii=False)
 
 
 def decode_reply(text: str, body: str) -> Reply:
@@ -54,7 +54,7 @@ def decode_reply(text: str, body: str) -> Reply:
     if isinstance(raw, list):  # rows queued before footers existed
         raw = {"choices": raw, "footer": ""}
     choices = tuple(ReplyChoice(i, k, label) for i, k, label in raw["choices"])
-    return Reply(body, choices, raw["footer"])
+    return Reply(body, choices, raw["footer"], raw.get("turn", 0))
 
 
 def queue_values(
@@ -71,7 +71,7 @@ def queue_values(
         "channel": channel,
         "address": address,
         "text": reply.text,
-        "choices": encode_choices(reply.choices, reply.footer),
+        "choices": encode_choices(reply.choices, reply.footer, reply.turn),
         "status": OutboxStatus.QUEUED.value,
         "attempts": 0,
         "next_attempt_at": now,

@@ -62,7 +62,7 @@ def test_vote_shortcut_then_confirm_casts_one_ballot() -> None:
     decision = say("vote p2", State("main.menu"))
     assert decision.state is not None
     assert decision.state.step == "vote.confirm"
-    assert decision.state.data == {"campaign": "cc", "ballot": [2]}
+    assert decision.state.data == {"campaign": "cc", "ballot": [2], "_t": 1}
     decision = say("1", decision.state)
     assert decision.effects == (CastBallot(7, (2,), "18-25", "31"),)
 

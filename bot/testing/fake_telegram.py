@@ -1,0 +1,173 @@
+"""A fake Telegram Bot API: people send updates, the bot's calls are recorded; errors on demand.
+
+It answers python-telegram-bot on loopback (`/bot<token>/<method>`), queues updates for
+`getUpdates` (long polling) or posts them to the registered webhook with its secret token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+TOKEN = "123456:FAKE-telegram-token"
+BOT = {"id": 123456, "is_bot": True, "first_name": "Votz", "username": "votz_region_bot",
+       "can_join_groups": False, "can_read_all_group_messages": False,
+       "supports_inline_queries": False}
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+
+
+@dataclass
+class FakeTelegram:
+    calls: list[Call] = field(default_factory=list)
+    failures: list[tuple[str, int, str, dict[str, Any]]] = field(default_factory=list)
+    webhook: dict[str, str] = field(default_factory=dict)
+    _updates: list[dict[str, Any]] = field(default_factory=list)
+    _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # --- what people do -------------------------------------------------------------------
+
+    def _user(self, user_id: int, language: str | None) -> dict[str, Any]:
+        user: dict[str, Any] = {"id": user_id, "is_bot": False, "first_name": f"User{user_id}"}
+        if language:
+            user["language_code"] = language
+        return user
+
+    def says(self, user_id: int, text: str, *, language: str | None = "fr") -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids), "date": int(time.time()),
+            "chat": {"id": user_id, "type": "private"}, "from": self._user(user_id, language),
+            "text": text}
+        if text.startswith("/"):
+            command = text.split()[0]
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        return self._push({"message": message})
+
+    def presses(self, user_id: int, data: str, message_id: int, *,
+                language: str | None = "fr") -> dict[str, Any]:
+        return self._push({"callback_query": {
+            "id": f"cq{next(self._update_ids)}", "from": self._user(user_id, language),
+            "chat_instance": str(user_id), "data": data,
+            "message": {"message_id": message_id, "date": int(time.time()),
+                        "chat": {"id": user_id, "type": "private"}, "text": "…"},
+        }})
+
+    def blocks(self, user_id: int) -> dict[str, Any]:
+        member = {"user": BOT, "status": "kicked", "until_date": 0}
+        return self._push({"my_chat_member": {
+            "chat": {"id": user_id, "type": "private"}, "from": self._user(user_id, None),
+            "date": int(time.time()), "old_chat_member": {"user": BOT, "status": "member"},
+            "new_chat_member": member}})
+
+    def _push(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            update = {"update_id": next(self._update_ids), **body}
+            self._updates.append(update)
+        return update
+
+    async def deliver_webhook(self) -> list[int]:
+        """Post queued updates to the webhook (as Telegram would); return the HTTP statuses."""
+        with self._lock:
+            pending, self._updates = self._updates, []
+        statuses = []
+        async with httpx.AsyncClient() as client:
+            for update in pending:
+                headers = {"X-Telegram-Bot-Api-Secret-Token": self.webhook.get("secret", "")}
+                response = await client.post(self.webhook["url"], json=update, headers=headers)
+                statuses.append(response.status_code)
+        return statuses
+
+    # --- what the bot did -----------------------------------------------------------------
+
+    def sent(self, user_id: int | None = None) -> list[Call]:
+        return [c for c in self.calls if c.method == "sendMessage"
+                and (user_id is None or str(c.params["chat_id"]) == str(user_id))]
+
+    def fail_next(self, method: str, code: int, description: str,
+                  parameters: dict[str, Any] | None = None) -> None:
+        self.failures.append((method, code, description, parameters or {}))
+
+    # --- the API ----------------------------------------------------------------------------
+
+    async def api(self, request: Request) -> Response:
+        if request.path_params["token"] != TOKEN:
+            return JSONResponse({"ok": False, "error_code": 401,
+                                 "description": "Unauthorized"}, status_code=401)
+        method = request.path_params["method"]
+        if request.headers.get("content-type", "").startswith("application/json"):
+            raw = await request.json()
+        else:
+            raw = dict(await request.form())
+        params = {k: _decode(v) for k, v in raw.items()}
+        for n, (failing, code, description, parameters) in enumerate(self.failures):
+            if failing == method:
+                del self.failures[n]
+                self.calls.append(Call(method + "!failed", params))
+                body: dict[str, Any] = {"ok": False, "error_code": code,
+                                        "description": description}
+                if parameters:
+                    body["parameters"] = parameters
+                return JSONResponse(body, status_code=code)
+        if method == "getUpdates":
+            return JSONResponse({"ok": True, "result": await self._get_updates(params)})
+        self.calls.append(Call(method, params))
+        return JSONResponse({"ok": True, "result": self._result(method, params)})
+
+    async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
+        offset = int(params.get("offset") or 0)
+        deadline = time.monotonic() + min(float(params.get("timeout") or 0), 5)
+        while True:
+            with self._lock:
+                self._updates = [u for u in self._updates if u["update_id"] >= offset]
+                ready = list(self._updates)
+            if ready or time.monotonic() >= deadline:
+                return ready
+            await asyncio.sleep(0.005)
+
+    def _result(self, method: str, params: dict[str, Any]) -> Any:
+        if method == "getMe":
+            return BOT
+        if method == "setWebhook":
+            self.webhook = {"url": params["url"], "secret": params.get("secret_token", "")}
+            return True
+        if method == "deleteWebhook":
+            self.webhook = {}
+            return True
+        if method in ("sendMessage", "editMessageText"):
+            message = {"message_id": next(self._message_ids), "date": int(time.time()),
+                       "chat": {"id": int(params["chat_id"]), "type": "private"},
+                       "from": BOT, "text": params.get("text", "")}
+            if params.get("reply_markup"):
+                message["reply_markup"] = params["reply_markup"]
+            return message
+        return True
+
+    def asgi(self) -> Starlette:
+        return Starlette(routes=[Route("/bot{token}/{method}", self.api,
+                                       methods=["GET", "POST"])])
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
