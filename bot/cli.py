@@ -87,6 +87,8 @@ async def run(args: argparse.Namespace) -> int:
 
     from bot.channels.sms import CHANNEL as SMS
     from bot.channels.sms import TwilioSender
+    from bot.channels.telegram import CHANNEL as TELEGRAM
+    from bot.channels.telegram import TelegramReceiver, TelegramSender, make_bot
     from bot.web import create_web_app
 
     settings = _settings(args)
@@ -99,8 +101,17 @@ async def run(args: argparse.Namespace) -> int:
         if not (settings.twilio_from or settings.twilio_messaging_service_sid):
             raise ConfigError("set VOTZ_TWILIO_FROM or VOTZ_TWILIO_MESSAGING_SERVICE_SID")
         senders[SMS] = TwilioSender(settings)
+    bot = None
+    if settings.telegram_token:
+        if settings.telegram_mode == "webhook" and not settings.public_url:
+            raise ConfigError("VOTZ_TELEGRAM_MODE=webhook needs VOTZ_PUBLIC_URL")
+        bot = make_bot(settings)
+        senders[TELEGRAM] = TelegramSender(bot)
     app = await App.open(settings, senders=senders)
-    web = create_web_app(app)
+    receiver = None
+    if bot is not None:
+        receiver = TelegramReceiver(bot, settings, app.pipeline.handle, app.i18n, app.clock)
+    web = create_web_app(app, telegram=receiver)
     server = uvicorn.Server(uvicorn.Config(
         web, host=settings.http_host, port=settings.http_port, log_level="warning",
         access_log=False, lifespan="off"))
@@ -119,13 +130,20 @@ async def run(args: argparse.Namespace) -> int:
         sender = settings.twilio_messaging_service_sid or settings.twilio_from
         log.info("channel.sms.started from=%s inbound=%s/sms/inbound", sender,
                  settings.public_url or base)
+    if receiver is not None:
+        await receiver.start()
+        me = await receiver.bot.get_me()
+        log.info("channel.telegram.started bot=@%s mode=%s", me.username,
+                 settings.telegram_mode)
     if not senders:
-        log.warning("run.no_channel: set VOTZ_TWILIO_* (SMS) to talk to people")
+        log.warning("run.no_channel: set VOTZ_TWILIO_* (SMS) or VOTZ_TELEGRAM_TOKEN")
     log.info("http.started url=%s", base)
     try:
         await server.serve()
     finally:
         stop.set()
+        if receiver is not None:
+            await receiver.stop()
         app.dispatcher.wake()
         await asyncio.gather(*tasks, return_exceptions=True)
         for sender_ in senders.values():

@@ -2,6 +2,7 @@
 
     POST /sms/inbound       Twilio inbound SMS (X-Twilio-Signature checked)
     POST /sms/status        Twilio delivery reports (signature checked)
+    POST /telegram/webhook  Telegram updates (secret token checked), in webhook mode
     GET  /healthz           liveness and database check
     GET  /metrics           counters in the Prometheus text format
 """
@@ -23,6 +24,7 @@ from bot.app import App
 from bot.channels.base import Inbound
 from bot.channels.sms import CHANNEL as SMS
 from bot.channels.sms import normalise_number
+from bot.channels.telegram import TelegramReceiver
 from bot.delivery.outbox import apply_provider_status
 from bot.store.tables import outbox
 
@@ -97,7 +99,7 @@ class SmsWebhooks:
         return Response(status_code=204)
 
 
-def create_web_app(app: App) -> Starlette:
+def create_web_app(app: App, *, telegram: TelegramReceiver | None = None) -> Starlette:
     metrics: Counter[str] = Counter()
     routes: list[Route] = []
 
@@ -120,6 +122,24 @@ def create_web_app(app: App) -> Starlette:
         sms = SmsWebhooks(app, metrics)
         routes += [Route("/sms/inbound", sms.inbound, methods=["POST"]),
                    Route("/sms/status", sms.status, methods=["POST"])]
+    if telegram is not None:
+        receiver = telegram
+
+        async def telegram_webhook(request: Request) -> Response:
+            if not receiver.secret_ok(request.headers.get("X-Telegram-Bot-Api-Secret-Token")):
+                metrics["telegram_secret_invalid_total"] += 1
+                log.warning("telegram.webhook.secret_invalid from=%s",
+                            request.client.host if request.client else "?")
+                return PlainTextResponse("forbidden", status_code=403)
+            try:
+                data = await request.json()
+            except ValueError:
+                return PlainTextResponse("bad request", status_code=400)
+            await receiver.webhook_update(data)
+            metrics["telegram_updates_total"] += 1
+            return Response(status_code=200)
+
+        routes.append(Route("/telegram/webhook", telegram_webhook, methods=["POST"]))
     web = Starlette(routes=routes)
     web.state.metrics = metrics
     return web

@@ -30,6 +30,18 @@ BOT = {"id": 123456, "is_bot": True, "first_name": "Votz", "username": "votz_reg
 class Call:
     method: str
     params: dict[str, Any]
+    result: Any = None
+
+    @property
+    def text(self) -> str:
+        return str(self.params.get("text", ""))
+
+    @property
+    def buttons(self) -> list[tuple[str, str]]:
+        """(label, callback data) of the inline keyboard sent with this message."""
+        markup = self.params.get("reply_markup") or {}
+        return [(b["text"], b["callback_data"]) for row in markup.get("inline_keyboard", [])
+                for b in row]
 
 
 @dataclass
@@ -127,8 +139,9 @@ class FakeTelegram:
                 return JSONResponse(body, status_code=code)
         if method == "getUpdates":
             return JSONResponse({"ok": True, "result": await self._get_updates(params)})
-        self.calls.append(Call(method, params))
-        return JSONResponse({"ok": True, "result": self._result(method, params)})
+        result = self._result(method, params)
+        self.calls.append(Call(method, params, result))
+        return JSONResponse({"ok": True, "result": result})
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)

@@ -1,0 +1,276 @@
+"""The Telegram channel on python-telegram-bot, used as a transport (not as the framework).
+
+Updates (long polling, or `POST /telegram/webhook` with the secret token) become `Inbound`
+messages for the same pipeline as SMS; replies leave through the outbox as `sendMessage`
+calls with inline keyboards whose callback data is `TURN:CHOICE_ID` — the same choice ids as
+SMS numbers, plus the turn, so a button from an earlier message is recognised as stale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from telegram import (
+    Bot,
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Update,
+)
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.request import HTTPXRequest
+
+from bot.channels.base import (
+    Inbound,
+    PermanentSendError,
+    Reply,
+    SendResult,
+    TransientSendError,
+)
+from bot.config import Settings
+from bot.i18n import N_, I18n
+
+# PTB 22 moves durations to timedelta; opt in now rather than be warned on every 429.
+os.environ.setdefault("PTB_TIMEDELTA", "1")
+
+CHANNEL = "telegram"
+MAX_TEXT = 4096
+ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
+log = logging.getLogger("votz.telegram")
+
+# The command menu, per language: command → the keyword it sends to the conversation.
+COMMANDS = {
+    "start": "START", "campagnes": "CAMPAGNES", "proposer": "PROPOSER", "voter": "VOTE",
+    "aide": "AIDE", "langue": "LANGUE", "mesdonnees": "MESDONNEES", "stop": "STOP",
+}
+COMMAND_HELP = {
+    "start": N_("telegram.cmd.start"), "campagnes": N_("telegram.cmd.campaigns"),
+    "proposer": N_("telegram.cmd.propose"), "voter": N_("telegram.cmd.vote"),
+    "aide": N_("telegram.cmd.help"), "langue": N_("telegram.cmd.language"),
+    "mesdonnees": N_("telegram.cmd.mydata"), "stop": N_("telegram.cmd.stop"),
+}
+
+
+def make_bot(settings: Settings) -> Bot:
+    base = settings.telegram_api_url.rstrip("/") if settings.telegram_api_url else ""
+    kwargs: dict[str, Any] = {}
+    if base:
+        kwargs = {"base_url": f"{base}/bot", "base_file_url": f"{base}/file/bot"}
+    return Bot(settings.telegram_token,
+               request=HTTPXRequest(connection_pool_size=32, read_timeout=15),
+               get_updates_request=HTTPXRequest(read_timeout=40), **kwargs)
+
+
+def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
+    """Cut a long text at paragraph, line or word boundaries into parts Telegram accepts."""
+    parts: list[str] = []
+    while len(text) > limit:
+        cut = max(text.rfind("\n\n", 0, limit), text.rfind("\n", 0, limit))
+        if cut <= 0:
+            cut = text.rfind(" ", 0, limit)
+        if cut <= 0:
+            cut = limit
+        parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    parts.append(text)
+    return [p for p in parts if p] or [""]
+
+
+def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+    if not reply.choices:
+        return None
+    # Proposals (whose id is their number) show their code, as on posters and in SMS.
+    rows = [[InlineKeyboardButton(f"P{c.key} {c.label}" if c.id == c.key else c.label,
+                                  callback_data=f"{reply.turn}:{c.id}"[:64])]
+            for c in reply.choices]
+    return InlineKeyboardMarkup(rows)
+
+
+def to_inbound(update: Update, *, received_at: datetime) -> Inbound | None:
+    """The conversation's view of an update (None for updates it does not read)."""
+    if update.my_chat_member is not None:
+        chat = update.my_chat_member.chat
+        status = update.my_chat_member.new_chat_member.status
+        if status == "kicked":  # the person blocked the bot: stop, quietly
+            return Inbound(CHANNEL, str(chat.id), "", opt_out="STOP",
+                           provider_id=str(update.update_id), received_at=received_at)
+        return None
+    hint = None
+    user = update.effective_user
+    if user is not None and user.language_code:
+        code = user.language_code.split("-")[0].lower()
+        hint = code if code in ("fr", "en", "oc") else "fr"
+    if update.callback_query is not None:
+        query = update.callback_query
+        chat_id = query.message.chat.id if query.message else query.from_user.id
+        turn_text, _, choice = (query.data or "").partition(":")
+        return Inbound(CHANNEL, str(chat_id), "", choice=choice or None,
+                       turn=int(turn_text) if turn_text.isdigit() else -1,
+                       provider_id=str(update.update_id), locale_hint=hint,
+                       received_at=received_at)
+    message = update.message
+    if message is None or message.text is None:
+        if message is not None:  # a sticker, a photo...: ask again in words
+            return Inbound(CHANNEL, str(message.chat.id), "?", locale_hint=hint,
+                           provider_id=str(update.update_id), received_at=received_at)
+        return None
+    text = message.text
+    payload = None
+    if text.startswith("/"):
+        command, _, argument = text[1:].partition(" ")
+        command = command.split("@")[0].lower()
+        if command in COMMANDS:
+            text = COMMANDS[command]
+            if command == "start" and argument.strip():
+                payload = argument.strip()
+    return Inbound(CHANNEL, str(message.chat.id), text, provider_id=str(update.update_id),
+                   locale_hint=hint, start_payload=payload, received_at=received_at)
+
+
+class TelegramSender:
+    """Sends replies as messages with inline keyboards; Bot API errors become send errors."""
+
+    channel = CHANNEL
+    rate = 30.0  # messages per second overall, Telegram's broadcast limit
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+
+    async def send(self, address: str, reply: Reply) -> SendResult:
+        parts = split_text(reply.text + (f"\n{reply.footer}" if reply.footer else ""))
+        markup = keyboard(reply)
+        try:
+            last = None
+            for n, part in enumerate(parts):
+                # Plain text (no parse_mode): what people wrote cannot break any formatting.
+                last = await self.bot.send_message(
+                    chat_id=int(address), text=part,
+                    reply_markup=markup if n == len(parts) - 1 else None)
+        except RetryAfter as exc:
+            wait = exc.retry_after
+            seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
+            raise TransientSendError(f"telegram 429 retry after {seconds:g}s",
+                                     retry_after=seconds) from None
+        except Forbidden as exc:
+            raise PermanentSendError(f"telegram 403 {exc.message}"[:250], stop=True) from None
+        except (TimedOut, NetworkError) as exc:
+            if isinstance(exc, BadRequest):
+                raise PermanentSendError(f"telegram 400 {exc.message}"[:250]) from None
+            raise TransientSendError(f"telegram network {exc.message}"[:250]) from None
+        except TelegramError as exc:
+            raise PermanentSendError(f"telegram {exc.message}"[:250]) from None
+        return SendResult(provider_id=str(last.message_id) if last else None)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.bot.shutdown()
+
+
+Handler = Callable[[Inbound], Awaitable[object]]
+
+
+class TelegramReceiver:
+    """Gets updates (polling or webhook), acknowledges buttons, hands messages on."""
+
+    def __init__(self, bot: Bot, settings: Settings, handle: Handler, i18n: I18n,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.bot = bot
+        self.settings = settings
+        self.handle = handle
+        self.i18n = i18n
+        self.clock = clock
+        # The same secret in every process serving this bot (derived from its token).
+        self.secret = hmac.new(settings.telegram_token.encode(), b"votz-telegram-webhook",
+                               hashlib.sha256).hexdigest()[:48]
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._polling: asyncio.Task[None] | None = None
+        self._offset = 0
+        self._stop = asyncio.Event()
+
+    async def start(self, *, poll: bool = True) -> None:
+        await self.bot.initialize()
+        for locale in ("fr", "en", "oc"):
+            t = self.i18n[locale]
+            commands = [BotCommand(name, t(COMMAND_HELP[name])) for name in COMMANDS]
+            await self.bot.set_my_commands(commands, language_code=locale)
+        await self.bot.set_my_commands(
+            [BotCommand(name, self.i18n["fr"](COMMAND_HELP[name])) for name in COMMANDS])
+        if self.settings.telegram_mode == "webhook":
+            url = self.settings.public_url.rstrip("/") + "/telegram/webhook"
+            await self.bot.set_webhook(url, secret_token=self.secret,
+                                       allowed_updates=ALLOWED_UPDATES)
+        else:
+            await self.bot.delete_webhook()
+            if poll:
+                self._polling = asyncio.create_task(self._poll())
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._polling is not None:
+            self._polling.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._polling
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def secret_ok(self, header: str | None) -> bool:
+        return header is not None and hmac.compare_digest(header, self.secret)
+
+    async def poll_once(self, *, timeout: int = 0, wait: bool = True) -> int:
+        """One getUpdates call; dispatch what came (and, with `wait`, finish handling it)."""
+        updates = await self.bot.get_updates(offset=self._offset, timeout=timeout,
+                                             allowed_updates=ALLOWED_UPDATES)
+        tasks = []
+        for update in updates:
+            self._offset = max(self._offset, update.update_id + 1)
+            tasks.append(self.dispatch(update))
+        if wait and tasks:
+            await asyncio.gather(*tasks)
+        return len(updates)
+
+    async def _poll(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            try:
+                await self.poll_once(timeout=10, wait=False)
+                backoff = 1.0
+            except (TimedOut, NetworkError) as exc:
+                log.warning("telegram.polling.error %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30)
+
+    def dispatch(self, update: Update) -> asyncio.Task[None]:
+        """Handle one update in its own task: people are served concurrently; one person's
+        messages keep their order through the pipeline's per-conversation lock."""
+        task = asyncio.create_task(self.process(update))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def process(self, update: Update) -> None:
+        inbound = to_inbound(update, received_at=self.clock())
+        query = update.callback_query
+        if query is not None:
+            with contextlib.suppress(TelegramError):
+                await query.answer()  # stop the button's spinner
+                if query.message is not None:  # the question is answered: remove its keyboard
+                    await self.bot.edit_message_reply_markup(
+                        chat_id=query.message.chat.id, message_id=query.message.message_id,
+                        reply_markup=None)
+        if inbound is not None:
+            try:
+                await self.handle(inbound)
+            except Exception:
+                log.exception("telegram.update_error update=%s", update.update_id)
+
+    async def webhook_update(self, data: dict[str, Any]) -> None:
+        update = Update.de_json(data, self.bot)
+        await self.process(update)

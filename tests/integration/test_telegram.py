@@ -1,0 +1,243 @@
+"""Telegram through the real python-telegram-bot client against a local fake Bot API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from bot.app import App
+from bot.channels.telegram import TelegramReceiver, TelegramSender, make_bot
+from bot.config import Settings
+from bot.store.tables import ballots, outbox, participants
+from bot.testing.fake_telegram import TOKEN, Call, FakeTelegram
+from bot.testing.server import LocalServer
+from bot.web import create_web_app
+from tests.conftest import CAMPAIGNS, FixedClock, code_of
+
+PUBLIC = "https://votz.example.org"
+ANNE = 1001
+
+
+@pytest.fixture
+def fake_telegram() -> Iterator[tuple[FakeTelegram, str]]:
+    fake = FakeTelegram()
+    with LocalServer(fake.asgi()) as server:
+        yield fake, server.url
+
+
+@dataclass
+class Telegram:
+    app: App
+    receiver: TelegramReceiver
+    fake: FakeTelegram
+    client: httpx.AsyncClient
+    webhook: bool
+
+    async def deliver(self) -> None:
+        if self.webhook:
+            pending, self.fake._updates = self.fake._updates, []
+            for update in pending:
+                response = await self.client.post(
+                    "/telegram/webhook", json=update,
+                    headers={"X-Telegram-Bot-Api-Secret-Token": self.fake.webhook["secret"]})
+                assert response.status_code == 200
+        else:
+            await self.receiver.poll_once()
+        await self.app.dispatcher.drain()
+
+    async def says(self, text: str, *, user: int = ANNE, language: str | None = "fr") -> Call:
+        before = len(self.fake.sent(user))
+        self.fake.says(user, text, language=language)
+        await self.deliver()
+        sent = self.fake.sent(user)[before:]
+        assert len(sent) == 1, [c.text for c in sent]
+        return sent[0]
+
+    async def presses(self, message: Call, label: str, *, user: int = ANNE) -> Call | None:
+        data = next(d for text, d in message.buttons if text == label or
+                    text.endswith(" " + label))
+        before = len(self.fake.sent(user))
+        self.fake.presses(user, data, message.result["message_id"])
+        await self.deliver()
+        sent = self.fake.sent(user)[before:]
+        assert len(sent) <= 1
+        return sent[0] if sent else None
+
+
+@pytest.fixture(params=["polling", "webhook"])
+async def tg(request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock,
+             fake_telegram: tuple[FakeTelegram, str]) -> AsyncIterator[Telegram]:
+    fake, url = fake_telegram
+    settings = replace(
+        Settings.from_env({}, dotenv=None), database_url=f"sqlite:///{tmp_path / 'tg.db'}",
+        telegram_token=TOKEN, telegram_api_url=url, telegram_mode=request.param,
+        public_url=PUBLIC, contact="participation@example.org")
+    bot = make_bot(settings)
+    sender = TelegramSender(bot)
+    sender.rate = 10_000  # the tests send faster than Telegram's 30/s would allow
+    app = await App.open(settings, senders={"telegram": sender}, clock=clock)
+    await app.load_campaigns(CAMPAIGNS)
+    receiver = TelegramReceiver(bot, settings, app.pipeline.handle, app.i18n, clock)
+    await receiver.start(poll=False)
+    client = httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_web_app(app, telegram=receiver)),
+        base_url=PUBLIC)
+    try:
+        yield Telegram(app, receiver, fake, client, request.param == "webhook")
+    finally:
+        await client.aclose()
+        await receiver.stop()
+        await sender.close()
+        await app.close()
+
+
+async def onboard(tg: Telegram, *, user: int = ANNE) -> Call:
+    welcome = await tg.says("/start", user=user)
+    consent = await tg.presses(welcome, "Français", user=user)
+    assert consent is not None
+    age = await tg.presses(consent, "J'accepte", user=user)
+    assert age is not None
+    postcode = await tg.presses(age, "18-25 ans", user=user)
+    assert postcode is not None and postcode.text.startswith("Votre code postal")
+    return await tg.says("31000", user=user)
+
+
+async def test_buttons_all_the_way(tg: Telegram) -> None:
+    welcome = await tg.says("/start")
+    assert welcome.text.startswith("Bonjour ! Avec Votz")
+    assert [label for label, _ in welcome.buttons] == ["Français", "English", "Occitan"]
+    assert tg.fake.webhook.get("url") == (PUBLIC + "/telegram/webhook" if tg.webhook else None)
+    menu = await onboard(tg)
+    assert menu.text.startswith("Merci, c'est tout bon !")
+    listing = await tg.presses(menu, "Campagnes")
+    assert listing is not None
+    detail = await tg.presses(listing, "Budget des lycées")
+    assert detail is not None and "Étape : vote" in detail.text
+    choose = await tg.presses(detail, "Voter")
+    assert choose is not None
+    garden = code_of(tg.app, "Jardin partagé")
+    assert f"{garden} Jardin partagé (20 000 €)" in [label for label, _ in choose.buttons]
+    confirm = await tg.presses(choose, f"{garden} Jardin partagé (20 000 €)")
+    assert confirm is not None and confirm.text.startswith(f"Votre vote :\n{garden}")
+    receipt = await tg.presses(confirm, "Valider")
+    assert receipt is not None and receipt.text.startswith(f"A voté ! Vote enregistré : {garden}")
+    # Change it by typing several numbers where buttons were offered.
+    await tg.presses(receipt, "Voter")
+    bikes = code_of(tg.app, "Vélos en prêt")
+    assert (await tg.says("VOTE " + bikes)).text.startswith(f"Votre vote :\n{bikes}")
+    again = tg.fake.sent(ANNE)[-1]
+    changed = await tg.presses(again, "Valider")
+    assert changed is not None and changed.text.startswith(f"Vote modifié : {bikes}")
+    rows = await tg.app.db.run(lambda c: c.execute(select(ballots.c.choices)).all())
+    assert [r.choices for r in rows] == [bikes[1:]]
+    edits = [c for c in tg.fake.calls if c.method == "editMessageReplyMarkup"]
+    assert edits, "answered questions lose their keyboard"
+    assert all(c.method != "answerCallbackQuery!failed" for c in tg.fake.calls)
+
+
+async def test_a_stale_button_gets_a_polite_answer_never_a_second_action(tg: Telegram) -> None:
+    await onboard(tg)
+    garden = code_of(tg.app, "Jardin partagé")
+    confirm = await tg.says(f"VOTE {garden}")
+    receipt = await tg.presses(confirm, "Valider")
+    assert receipt is not None and "A voté" in receipt.text
+    stale = await tg.presses(confirm, "Valider")  # the same button again
+    assert stale is not None
+    assert stale.text.startswith("Ce bouton vient d'un message précédent")
+    outbox_rows = await tg.app.db.run(lambda c: c.execute(select(ballots)).all())
+    assert len(outbox_rows) == 1
+
+
+async def test_text_where_a_button_was_expected(tg: Telegram) -> None:
+    welcome = await tg.says("/start")
+    assert welcome.buttons
+    assert (await tg.says("english")).text.startswith("To take part")
+    assert (await tg.says("n'importe quoi 🙂")).text.startswith("Sorry, I didn't understand")
+
+
+async def test_language_follows_telegram_and_deep_links_open_the_campaign(tg: Telegram) -> None:
+    welcome = await tg.says("/start pick", language="en")
+    assert welcome.text.startswith("Hello! With Votz")
+    consent = await tg.presses(welcome, "English")
+    age = await tg.presses(consent, "I agree")  # type: ignore[arg-type]
+    postcode = await tg.presses(age, "18-25")  # type: ignore[arg-type]
+    assert postcode is not None
+    detail = await tg.says("34000")
+    assert detail.text.startswith("Thanks, you're all set!\n\nHigh-school budget")
+    other = await tg.says("/start", user=2002, language="de")
+    assert other.text.startswith("Bonjour")  # not fr, en or oc: French
+
+
+async def test_blocking_the_bot_and_coming_back(tg: Telegram) -> None:
+    await onboard(tg)
+    tg.fake.blocks(ANNE)
+    await tg.deliver()
+    status = await tg.app.db.run(lambda c: c.execute(select(participants.c.status)).scalar())
+    assert status == "stopped"
+    back = await tg.says("/start")
+    assert back.text.startswith("Bon retour !")
+
+
+async def test_429_waits_and_403_marks_unreachable(tg: Telegram, clock: FixedClock) -> None:
+    await onboard(tg)
+    tg.fake.fail_next("sendMessage", 429, "Too Many Requests: retry after 7",
+                      {"retry_after": 7})
+    tg.fake.says(ANNE, "MENU")
+    await tg.deliver()
+    row = await tg.app.db.run(lambda c: c.execute(
+        select(outbox).order_by(outbox.c.id.desc())).mappings().first())
+    assert row is not None
+    assert (row["status"], row["failure_reason"]) == ("queued", "telegram 429 retry after 7s")
+    clock.advance(seconds=7)
+    await tg.app.dispatcher.drain()
+    assert tg.fake.sent(ANNE)[-1].text.startswith("Que voulez-vous faire ?")
+    tg.fake.fail_next("sendMessage", 403, "Forbidden: bot was blocked by the user")
+    tg.fake.says(ANNE, "MENU")
+    await tg.deliver()
+    status = await tg.app.db.run(lambda c: c.execute(select(participants.c.status)).scalar())
+    assert status == "stopped"
+
+
+async def test_command_menu_is_published_per_language(tg: Telegram) -> None:
+    published = {c.params.get("language_code"): [x["command"] for x in c.params["commands"]]
+                 for c in tg.fake.calls if c.method == "setMyCommands"}
+    assert set(published) == {"fr", "en", "oc", None}
+    assert published["fr"] == ["start", "campagnes", "proposer", "voter", "aide", "langue",
+                               "mesdonnees", "stop"]
+    descriptions = {c.params.get("language_code"): c.params["commands"][1]["description"]
+                    for c in tg.fake.calls if c.method == "setMyCommands"}
+    assert descriptions["oc"] == "Veire las campanhas"
+
+
+async def test_commands_work_as_keywords(tg: Telegram) -> None:
+    await onboard(tg)
+    assert (await tg.says("/campagnes")).text.startswith("Les campagnes :")
+    assert (await tg.says("/mesdonnees")).text.startswith("Vos données :\nNuméro : 1001")
+    assert "Mots-clés" in (await tg.says("/aide")).text
+
+
+async def test_forged_webhook_calls_are_refused(tg: Telegram) -> None:
+    update = {"update_id": 99, "message": {"message_id": 1, "date": 0, "text": "Bonjour",
+                                           "chat": {"id": 5, "type": "private"}}}
+    for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "guess"}):
+        response = await tg.client.post("/telegram/webhook", json=update, headers=headers)
+        assert response.status_code == 403
+    assert await tg.app.db.run(lambda c: c.execute(select(participants)).all()) == []
+
+
+async def test_long_texts_are_split(tg: Telegram) -> None:
+    from bot.channels.base import Reply, ReplyChoice
+    from bot.channels.telegram import split_text
+
+    parts = split_text(("mot " * 1500 + "\n\n") * 2)
+    assert all(len(p) <= 4096 for p in parts) and len(parts) == 4
+    sender = tg.app.dispatcher.senders["telegram"]
+    await sender.send(str(ANNE), Reply("x" * 5000, [ReplyChoice("a", "1", "A")]))
+    last_two = tg.fake.sent(ANNE)[-2:]
+    assert [len(c.text) for c in last_two] == [4096, 904]
+    assert not last_two[0].buttons and last_two[1].buttons  # the keyboard on the last part
