@@ -179,6 +179,36 @@ async def campaigns_list(args: argparse.Namespace) -> int:
     return 0
 
 
+async def campaigns_link(args: argparse.Namespace) -> int:
+    """The Telegram deep link of a campaign, and a QR code PNG for posters."""
+    import qrcode
+    from qrcode.image.pure import PyPNGImage
+
+    settings = _settings(args)
+    username = args.bot
+    if not username:
+        if not settings.telegram_token:
+            raise ConfigError("give --bot USERNAME or set VOTZ_TELEGRAM_TOKEN")
+        from bot.channels.telegram import make_bot
+
+        bot = make_bot(settings)
+        async with bot:
+            username = (await bot.get_me()).username
+    app = await App.open(settings)
+    try:
+        await app.db.run(lambda conn: get_campaign(conn, args.slug))  # it must exist
+    finally:
+        await app.close()
+    link = f"https://t.me/{username.lstrip('@')}?start={args.slug}"
+    output = Path(args.output or f"{args.slug}-telegram.png")
+    image = qrcode.make(link, image_factory=PyPNGImage, box_size=12, border=4)
+    with output.open("wb") as fh:
+        image.save(fh)
+    print(link)
+    print(f"QR code: {output}")
+    return 0
+
+
 def campaigns_check(args: argparse.Namespace) -> int:
     today = __import__("datetime").datetime.now(PARIS).date()
     for campaign in read_campaigns(Path(args.path), today=today):
@@ -409,6 +439,11 @@ def parser() -> argparse.ArgumentParser:
     x.set_defaults(run=campaigns_check)
     camp.add_parser("list", help="campaigns and their current phase").set_defaults(
         run=campaigns_list)
+    x = camp.add_parser("link", help="Telegram deep link and QR code (PNG) for posters")
+    x.add_argument("slug")
+    x.add_argument("--bot", help="the bot's username (default: asked from Telegram)")
+    x.add_argument("--output", help="PNG file (default: SLUG-telegram.png)")
+    x.set_defaults(run=campaigns_link)
 
     prop = sub.add_parser("proposals", help="moderation").add_subparsers(
         dest="action", required=True)

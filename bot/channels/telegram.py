@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -140,9 +141,22 @@ class TelegramSender:
 
     channel = CHANNEL
     rate = 30.0  # messages per second overall, Telegram's broadcast limit
+    per_chat_interval = 1.0  # seconds between two messages to one chat
 
     def __init__(self, bot: Bot) -> None:
         self.bot = bot
+        self._last: dict[str, float] = {}
+
+    async def _pace(self, address: str) -> None:
+        """About one message per second per chat, as Telegram asks."""
+        now = time.monotonic()
+        wait = self._last.get(address, 0.0) + self.per_chat_interval - now
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last[address] = time.monotonic()
+        if len(self._last) > 10_000:  # forget chats quiet for a while
+            cutoff = time.monotonic() - 60
+            self._last = {k: v for k, v in self._last.items() if v > cutoff}
 
     async def send(self, address: str, reply: Reply) -> SendResult:
         parts = split_text(reply.text + (f"\n{reply.footer}" if reply.footer else ""))
@@ -150,6 +164,7 @@ class TelegramSender:
         try:
             last = None
             for n, part in enumerate(parts):
+                await self._pace(address)
                 # Plain text (no parse_mode): what people wrote cannot break any formatting.
                 last = await self.bot.send_message(
                     chat_id=int(address), text=part,

@@ -151,3 +151,28 @@ def test_broadcast_preview_then_send(tmp_path: Path) -> None:
     assert "queued 2 message(s)" in sent.stdout
     again = votz(tmp_path, "broadcast", "--text", text, "--send")
     assert "queued 0 message(s)" in again.stdout
+
+
+def test_campaign_link_and_qr_code(tmp_path: Path) -> None:
+    from bot.testing.fake_telegram import TOKEN, FakeTelegram
+    from bot.testing.server import LocalServer
+
+    assert votz(tmp_path, "campaigns", "load", str(ROOT / "campaigns")).returncode == 0
+    fake = FakeTelegram()
+    with LocalServer(fake.asgi()) as server:
+        env = {**os.environ, "VOTZ_DATABASE_URL": f"sqlite:///{tmp_path / 'votz.db'}",
+               "VOTZ_TELEGRAM_TOKEN": TOKEN, "VOTZ_TELEGRAM_API_URL": server.url}
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", "campaigns", "link", "vie-etudiante-demo"],
+            capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "https://t.me/votz_region_bot?start=vie-etudiante-demo",
+        "QR code: vie-etudiante-demo-telegram.png"]
+    png = (tmp_path / "vie-etudiante-demo-telegram.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 500
+    named = votz(tmp_path, "campaigns", "link", "consultation-jeunes", "--bot", "@autre_bot",
+                 "--output", "affiche.png")
+    assert named.stdout.startswith("https://t.me/autre_bot?start=consultation-jeunes")
+    assert (tmp_path / "affiche.png").exists()
+    assert votz(tmp_path, "campaigns", "link", "nope", "--bot", "x").returncode == 2

@@ -80,6 +80,7 @@ async def tg(request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock,
     bot = make_bot(settings)
     sender = TelegramSender(bot)
     sender.rate = 10_000  # the tests send faster than Telegram's 30/s would allow
+    sender.per_chat_interval = 0
     app = await App.open(settings, senders={"telegram": sender}, clock=clock)
     await app.load_campaigns(CAMPAIGNS)
     receiver = TelegramReceiver(bot, settings, app.pipeline.handle, app.i18n, clock)
