@@ -106,7 +106,9 @@ async def run(args: argparse.Namespace) -> int:
         if settings.telegram_mode == "webhook" and not settings.public_url:
             raise ConfigError("VOTZ_TELEGRAM_MODE=webhook needs VOTZ_PUBLIC_URL")
         bot = make_bot(settings)
-        senders[TELEGRAM] = TelegramSender(bot)
+        senders[TELEGRAM] = TelegramSender(
+            bot, rate=settings.telegram_messages_per_second,
+            per_chat_interval=settings.telegram_chat_interval)
     app = await App.open(settings, senders=senders)
     receiver = None
     if bot is not None:

@@ -34,6 +34,8 @@ class Settings:
     telegram_token: str = ""
     telegram_mode: str = "polling"
     telegram_api_url: str = ""
+    telegram_messages_per_second: float = 30.0
+    telegram_chat_interval: float = 1.0
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
     twilio_from: str = ""

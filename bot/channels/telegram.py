@@ -143,8 +143,10 @@ class TelegramSender:
     rate = 30.0  # messages per second overall, Telegram's broadcast limit
     per_chat_interval = 1.0  # seconds between two messages to one chat
 
-    def __init__(self, bot: Bot) -> None:
+    def __init__(self, bot: Bot, *, rate: float = 30.0, per_chat_interval: float = 1.0) -> None:
         self.bot = bot
+        self.rate = rate
+        self.per_chat_interval = per_chat_interval
         self._last: dict[str, float] = {}
 
     async def _pace(self, address: str) -> None:

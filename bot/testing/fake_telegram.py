@@ -49,6 +49,8 @@ class FakeTelegram:
     calls: list[Call] = field(default_factory=list)
     failures: list[tuple[str, int, str, dict[str, Any]]] = field(default_factory=list)
     webhook: dict[str, str] = field(default_factory=dict)
+    first_sent_at: float = 0.0
+    last_sent_at: float = 0.0
     _updates: list[dict[str, Any]] = field(default_factory=list)
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -141,6 +143,9 @@ class FakeTelegram:
             return JSONResponse({"ok": True, "result": await self._get_updates(params)})
         result = self._result(method, params)
         self.calls.append(Call(method, params, result))
+        if method == "sendMessage":
+            self.last_sent_at = time.monotonic()
+            self.first_sent_at = self.first_sent_at or self.last_sent_at
         return JSONResponse({"ok": True, "result": result})
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -172,9 +177,23 @@ class FakeTelegram:
             return message
         return True
 
+    async def inject(self, request: Request) -> Response:
+        """`POST /fake/say` with [[user id, text], ...]: people write, in this order."""
+        for user_id, text in await request.json():
+            self.says(int(user_id), str(text))
+        return JSONResponse({"ok": True})
+
+    async def summary(self, request: Request) -> Response:
+        sent = self.sent()
+        return JSONResponse({"sent": len(sent), "chats": len({c.params["chat_id"] for c in sent}),
+                             "first_at": self.first_sent_at, "last_at": self.last_sent_at})
+
     def asgi(self) -> Starlette:
-        return Starlette(routes=[Route("/bot{token}/{method}", self.api,
-                                       methods=["GET", "POST"])])
+        return Starlette(routes=[
+            Route("/bot{token}/{method}", self.api, methods=["GET", "POST"]),
+            Route("/fake/say", self.inject, methods=["POST"]),
+            Route("/fake/summary", self.summary),
+        ])
 
 
 def _decode(value: Any) -> Any:
@@ -184,3 +203,20 @@ def _decode(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+def main() -> None:
+    """`python -m bot.testing.fake_telegram --port 8082`: a fake Bot API on loopback."""
+    import argparse
+
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--port", type=int, default=8082)
+    args = parser.parse_args()
+    print(f"fake Telegram Bot API on http://127.0.0.1:{args.port} — token {TOKEN}", flush=True)
+    uvicorn.run(FakeTelegram().asgi(), host="127.0.0.1", port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()
