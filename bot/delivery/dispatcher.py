@@ -37,7 +37,7 @@ class Dispatcher:
 
     def __init__(self, db: Database, senders: Mapping[str, Sender],
                  clock: Callable[[], datetime], *, batch: int = 20,
-                 concurrency: int = 16) -> None:
+                 concurrency: int = 4) -> None:
         self.db = db
         self.senders = dict(senders)
         self.clock = clock
