@@ -82,3 +82,39 @@ def test_votz_run_holds_a_conversation_by_sms(tmp_path: Path) -> None:
     assert replies[6].startswith("Démo - Vos solutions pour la vie étudiante\nJusqu'à 3 projets")
     assert "channel.sms.started from=+33756000000" in stderr
     assert "sms.webhook.signature_invalid" in stderr
+
+
+def test_votz_run_serves_telegram_by_polling(tmp_path: Path) -> None:
+    from bot.testing.fake_telegram import TOKEN, FakeTelegram
+
+    fake = FakeTelegram()
+    with LocalServer(fake.asgi()) as telegram:
+        port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("VOTZ_")}
+        env.update({
+            "VOTZ_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
+            "VOTZ_HTTP_PORT": str(port), "VOTZ_TELEGRAM_TOKEN": TOKEN,
+            "VOTZ_TELEGRAM_API_URL": telegram.url, "VOTZ_TELEGRAM_CHAT_INTERVAL": "0",
+        })
+        load = subprocess.run([sys.executable, "-m", "bot", "campaigns", "load",
+                               str(ROOT / "campaigns")], env=env, capture_output=True,
+                              text=True, cwd=tmp_path, check=False)
+        assert load.returncode == 0, load.stderr
+        server = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_for(lambda: any(c.method == "getUpdates" or c.method == "deleteWebhook"
+                                 for c in fake.calls), "the bot to start polling")
+            fake.says(42, "/start vie-etudiante-demo", language="fr")
+            wait_for(lambda: len(fake.sent(42)) == 1, "the welcome")
+            welcome = fake.sent(42)[0]
+            data = dict(welcome.buttons)["Français"]
+            fake.presses(42, data, welcome.result["message_id"])
+            wait_for(lambda: len(fake.sent(42)) == 2, "the consent question")
+        finally:
+            server.terminate()
+            _, stderr = server.communicate(timeout=20)
+    assert fake.sent(42)[1].text.startswith("Pour participer")
+    assert "channel.telegram.started bot=@votz_region_bot mode=polling" in stderr
+    commands = [c for c in fake.calls if c.method == "setMyCommands"]
+    assert len(commands) == 4
