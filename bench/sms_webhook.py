@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,27 +31,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.testing.fake_twilio import ACCOUNT_SID, AUTH_TOKEN  # noqa: E402
+from bot.testing.server import free_port, wait_http  # noqa: E402
 from bot.testing.sms_webhook import signed_form  # noqa: E402
 
 SCRIPT = ["Bonjour", "1", "1", "3", "31000", "1", "1", "MENU", "3", "2", "10 11 12", "1",
           "4", "MENU"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise SystemExit(f"{url} did not answer")
 
 
 def prepare(public: str, people: int) -> list[list[tuple[bytes, str]]]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,25 +26,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.testing.fake_telegram import TOKEN  # noqa: E402
+from bot.testing.server import free_port, wait_http  # noqa: E402
 
 SCRIPT = ["Bonjour", "1", "1", "3", "31000", "3", "2", "10 11 12", "1", "MENU"]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url).status_code < 500:
-                return
-        except httpx.TransportError:
-            time.sleep(0.05)
-    raise SystemExit(f"{url} did not answer")
 
 
 def run(name: str, command: list[str], env: dict[str, str], users: int, folder: Path,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +12,12 @@ from pathlib import Path
 import httpx
 
 from bot.testing.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from bot.testing.server import LocalServer
+from bot.testing.server import LocalServer, free_port
 from bot.testing.sms_webhook import signed_form
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20) -> None:
@@ -34,24 +29,28 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20) -> N
         time.sleep(0.02)
 
 
+def start_votz(tmp_path: Path, settings: dict[str, str]) -> subprocess.Popen[str]:
+    """Load the example campaigns, then start `votz run` with these VOTZ_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VOTZ_")}
+    env.update({"VOTZ_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}", **settings})
+    load = subprocess.run([sys.executable, "-m", "bot", "campaigns", "load",
+                           str(ROOT / "campaigns")], env=env, capture_output=True, text=True,
+                          cwd=tmp_path, check=False)
+    assert load.returncode == 0, load.stderr
+    return subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def test_votz_run_holds_a_conversation_by_sms(tmp_path: Path) -> None:
     fake = FakeTwilio()
     with LocalServer(fake.asgi()) as twilio:
         port = free_port()
         public = f"http://127.0.0.1:{port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VOTZ_")}
-        env.update({
-            "VOTZ_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
+        server = start_votz(tmp_path, {
             "VOTZ_HTTP_PORT": str(port), "VOTZ_PUBLIC_URL": public,
             "VOTZ_TWILIO_ACCOUNT_SID": ACCOUNT_SID, "VOTZ_TWILIO_AUTH_TOKEN": AUTH_TOKEN,
             "VOTZ_TWILIO_FROM": "+33756000000", "VOTZ_TWILIO_API_URL": twilio.url,
         })
-        load = subprocess.run([sys.executable, "-m", "bot", "campaigns", "load",
-                               str(ROOT / "campaigns")], env=env, capture_output=True,
-                              text=True, cwd=tmp_path, check=False)
-        assert load.returncode == 0, load.stderr
-        server = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             def healthy() -> bool:
                 try:
@@ -89,19 +88,10 @@ def test_votz_run_serves_telegram_by_polling(tmp_path: Path) -> None:
 
     fake = FakeTelegram()
     with LocalServer(fake.asgi()) as telegram:
-        port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VOTZ_")}
-        env.update({
-            "VOTZ_DATABASE_URL": f"sqlite:///{tmp_path / 'run.db'}",
-            "VOTZ_HTTP_PORT": str(port), "VOTZ_TELEGRAM_TOKEN": TOKEN,
+        server = start_votz(tmp_path, {
+            "VOTZ_HTTP_PORT": str(free_port()), "VOTZ_TELEGRAM_TOKEN": TOKEN,
             "VOTZ_TELEGRAM_API_URL": telegram.url, "VOTZ_TELEGRAM_CHAT_INTERVAL": "0",
         })
-        load = subprocess.run([sys.executable, "-m", "bot", "campaigns", "load",
-                               str(ROOT / "campaigns")], env=env, capture_output=True,
-                              text=True, cwd=tmp_path, check=False)
-        assert load.returncode == 0, load.stderr
-        server = subprocess.Popen([sys.executable, "-m", "bot", "run"], env=env, cwd=tmp_path,
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             wait_for(lambda: any(c.method == "getUpdates" or c.method == "deleteWebhook"
                                  for c in fake.calls), "the bot to start polling")
