@@ -105,7 +105,7 @@ async def run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--participants", type=int, default=2000)
-    parser.add_argument("--concurrency", type=int, default=16,
+    parser.add_argument("--concurrency", type=int, default=8,
                         help="participants talking at the same time")
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     parser.add_argument("--no-dispatch", dest="dispatch", action="store_false",
