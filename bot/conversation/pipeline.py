@@ -43,6 +43,7 @@ from bot.conversation.engine import (
 from bot.delivery.outbox import queue_values
 from bot.domain.participants import Profile, Status
 from bot.i18n import I18n
+from bot.store.compiled import Runner
 from bot.store.db import Database
 from bot.store.repo import ProposalStatus, erase_participant, insert_for, proposal_title
 from bot.store.tables import ballots, conversations, inbound_seen, outbox, participants, proposals
@@ -116,7 +117,14 @@ class Statements:
                   "departement": ballot.excluded.departement,
                   "updated_at": ballot.excluded.updated_at},
         )
-        self.queue = outbox.insert()
+        self.queue = outbox.insert().values(
+            {name: b(name) for name in queue_values(
+                participant_id=None, channel="", address="", reply=Reply(""),
+                now=datetime.now(UTC))})
+        # Run on every message: compiled once and, on SQLite, executed on the driver.
+        self.hot = Runner(conn, {"seen": self.seen, "person": self.person,
+                                 "ballots": self.ballots, "counts": self.counts,
+                                 "save_state": self.save_state, "queue": self.queue})
 
 
 class Pipeline:
@@ -173,18 +181,19 @@ class Pipeline:
         now = self.clock()
         sql = self.statements(conn)
         who = {"channel": inbound.channel, "address": inbound.address}
+        hot = sql.hot
         if inbound.provider_id is not None:
-            fresh = conn.execute(sql.seen, {"channel": inbound.channel,
-                                            "provider_id": inbound.provider_id, "now": now})
-            if not fresh.rowcount:
+            fresh = hot.execute(conn, "seen", {"channel": inbound.channel,
+                                               "provider_id": inbound.provider_id, "now": now})
+            if not fresh:
                 return Handled(duplicate=True)
 
-        row = conn.execute(sql.person, who).first()
+        row = hot.first(conn, "person", who)
         if row is None:
             locale = inbound.locale_hint if inbound.locale_hint in ("fr", "en", "oc") else None
             conn.execute(sql.new_person, {**who, "locale": locale or self.default_locale,
                                           "now": now})
-            row = conn.execute(sql.person, who).first()
+            row = hot.first(conn, "person", who)
             assert row is not None
         profile = Profile(
             id=row.id, locale=row.locale, consent_at=row.consent_at,
@@ -197,9 +206,9 @@ class Pipeline:
         ballots_by_campaign: dict[int, tuple[int, ...]] = {}
         counts: dict[int, int] = {}
         if profile.consent_at is not None:
-            for b in conn.execute(sql.ballots, {"pid": profile.id}):
+            for b in hot.all(conn, "ballots", {"pid": profile.id}):
                 ballots_by_campaign[b.campaign_id] = tuple(int(c) for c in b.choices.split(","))
-            for campaign_id, count in conn.execute(sql.counts, {"pid": profile.id}):
+            for campaign_id, count in hot.all(conn, "counts", {"pid": profile.id}):
                 counts[campaign_id] = count
         ctx = Context(now=now, profile=profile, catalog=self.catalog, settings=self.settings,
                       i18n=self.i18n, ballots=ballots_by_campaign, proposal_counts=counts,
@@ -214,7 +223,7 @@ class Pipeline:
         results = self._apply(conn, sql, decision, profile, now)
         erased = any(isinstance(e, Erase) for e in decision.effects)
         if not erased and decision.state is not None:
-            conn.execute(sql.save_state, {
+            hot.execute(conn, "save_state", {
                 "pid": profile.id, "step": decision.state.step, "now": now,
                 "data": json.dumps(dict(decision.state.data), ensure_ascii=False)})
         if decision.silent:
@@ -226,7 +235,7 @@ class Pipeline:
             footer,
             decision.turn,
         )
-        conn.execute(sql.queue, queue_values(
+        hot.execute(conn, "queue", queue_values(
             participant_id=None if erased else profile.id, channel=inbound.channel,
             address=inbound.address, reply=reply, now=now))
         return Handled(reply=reply, participant_id=None if erased else profile.id)

@@ -319,3 +319,21 @@ async def test_broadcast_preview_and_idempotent_send(app: App, sender: Recording
     await app.dispatcher.drain()
     got = {address: reply.text for address, reply in sender.sent[before:]}
     assert got == {"+33600000200": texts["oc"], "+33600000201": texts["fr"]}
+
+
+async def test_hot_statements_read_the_same_through_the_driver(app: App,
+                                                               sender: RecordingSender) -> None:
+    """On SQLite the hot path bypasses SQLAlchemy's execution: same rows, same types."""
+    await Person(app, sender).onboard()
+
+    def both(conn):  # type: ignore[no-untyped-def]
+        sql = app.pipeline.statements(conn)
+        who = {"channel": "console", "address": "+33600000001"}
+        direct = sql.hot.first(conn, "person", who)
+        through = conn.execute(sql.person, who).first()
+        return sql.hot.direct, tuple(direct), tuple(through), direct.consent_at, direct.step
+
+    direct_path, direct, through, consent_at, step = await app.db.run(both)
+    assert direct_path == (app.db.dialect == "sqlite")
+    assert direct == through
+    assert consent_at.tzinfo is not None and step == "main.menu"
