@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +212,7 @@ async def campaigns_link(args: argparse.Namespace) -> int:
 
 
 def campaigns_check(args: argparse.Namespace) -> int:
-    today = __import__("datetime").datetime.now(PARIS).date()
+    today = datetime.now(PARIS).date()
     for campaign in read_campaigns(Path(args.path), today=today):
         print(f"{campaign.slug}: ok ({len(campaign.seed_proposals)} proposals)")
     return 0

@@ -24,7 +24,7 @@ from telegram.ext import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bot.i18n import I18n
+from bot.i18n import I18n, PluralMsg
 from bot.testing.fake_telegram import TOKEN
 
 LANGUAGE, CONSENT, AGE, POSTCODE, MENU, PICK, CHOOSE, CONFIRM = range(8)
@@ -86,8 +86,7 @@ async def menu(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
 
 
 async def pick(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
-    rules = t.render(__import__("bot.i18n", fromlist=["PluralMsg"]).PluralMsg(
-        "vote.rules_up_to", "vote.rules_up_to_plural", 3))
+    rules = t.render(PluralMsg("vote.rules_up_to", "vote.rules_up_to_plural", 3))
     await reply(update, f"{CAMPAIGNS[1]}\n{rules}\n" +
                 "\n".join(f"{k} {v}" for k, v in PROPOSALS.items()))
     return CHOOSE

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, delete, func, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, select, update
 
 from bot.channels.base import Reply, ReplyChoice
 from bot.store.tables import outbox, participants
@@ -209,9 +209,3 @@ def apply_provider_status(conn: Connection, provider_id: str, status: str,
         stop_participant(conn, row.participant_id)
     return True
 
-
-def pending(conn: Connection) -> int:
-    return int(conn.execute(
-        select(func.count()).select_from(outbox).where(
-            outbox.c.status.in_([OutboxStatus.QUEUED.value, OutboxStatus.SENDING.value]))
-    ).scalar_one())
