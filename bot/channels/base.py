@@ -21,6 +21,7 @@ class Inbound:
     opt_out: str | None = None  # the provider already handled STOP/START (Twilio OptOutType)
     turn: int | None = None  # with `choice`: the reply whose button was pressed (stale check)
     start_payload: str | None = None  # a deep link's parameter (t.me/bot?start=SLUG)
+    contact: str | None = None  # a phone number the channel verified (Telegram contact)
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -39,6 +40,7 @@ class Reply:
     choices: Sequence[ReplyChoice] = ()
     footer: str = ""  # after the choices, e.g. "SUITE : voir la suite (1/3)"
     turn: int = 0  # which turn of the conversation this is (buttons carry it back)
+    ask_contact: str = ""  # a button label: ask the person to share their verified number
 
 
 @dataclass(frozen=True, slots=True)

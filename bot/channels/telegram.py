@@ -24,6 +24,8 @@ from telegram import (
     BotCommand,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
     Update,
 )
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
@@ -36,6 +38,7 @@ from bot.channels.base import (
     SendResult,
     TransientSendError,
 )
+from bot.channels.sms import normalise_number
 from bot.config import Settings
 from bot.i18n import N_, I18n
 
@@ -85,7 +88,10 @@ def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
     return [p for p in parts if p] or [""]
 
 
-def keyboard(reply: Reply) -> InlineKeyboardMarkup | None:
+def keyboard(reply: Reply) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
+    if reply.ask_contact:
+        return ReplyKeyboardMarkup([[KeyboardButton(reply.ask_contact, request_contact=True)]],
+                                   one_time_keyboard=True, resize_keyboard=True)
     if not reply.choices:
         return None
     # Proposals (whose id is their number) show their code, as on posters and in SMS.
@@ -118,9 +124,17 @@ def to_inbound(update: Update, *, received_at: datetime) -> Inbound | None:
                        provider_id=str(update.update_id), locale_hint=hint,
                        received_at=received_at)
     message = update.message
+    if message is not None and message.contact is not None:
+        # Telegram verifies a number only when people share their own contact.
+        own = user is not None and message.contact.user_id == user.id
+        raw = message.contact.phone_number
+        phone = normalise_number(raw if raw.startswith("+") else f"+{raw}") if own else None
+        return Inbound(CHANNEL, str(message.chat.id), "", contact=phone,
+                       provider_id=str(update.update_id), locale_hint=hint,
+                       received_at=received_at)
     if message is None or message.text is None:
-        if message is not None:  # a sticker, a photo...: ask again in words
-            return Inbound(CHANNEL, str(message.chat.id), "?", locale_hint=hint,
+        if message is not None:  # a sticker, a photo...: not understood, asked again
+            return Inbound(CHANNEL, str(message.chat.id), "…", locale_hint=hint,
                            provider_id=str(update.update_id), received_at=received_at)
         return None
     text = message.text

@@ -15,6 +15,7 @@ from bot.conversation.effects import (
     Erase,
     GiveConsent,
     SetLocale,
+    SetPhone,
     SetProfile,
     SubmitProposal,
 )
@@ -50,6 +51,7 @@ REFUSALS = {
     Refusal.AGE: N_("refusal.age"),
     Refusal.TERRITORY: N_("refusal.territory"),
     Refusal.PHASE: N_("refusal.phase"),
+    Refusal.PHONE: N_("refusal.phone"),
 }
 BALLOT_PROBLEMS = {
     BallotProblem.EMPTY: N_("ballot.empty"),
@@ -317,12 +319,38 @@ def route_vote(turn: Turn, value: Any = None) -> str:
     return _route(turn, Phase.VOTE, N_("vote.none"))
 
 
+def _phone_check(turn: Turn, campaign: Campaign) -> str | None:
+    """None when the campaign's phone rule is met; else the outcome to take."""
+    if not campaign.verified_phone or turn.profile.phone:
+        return None
+    if turn.ctx.channel == "telegram":
+        return "need_phone"
+    return _refuse(turn, Refusal.PHONE, campaign)
+
+
 def check_may_vote(turn: Turn, value: Any = None) -> str:
     campaign = turn.campaign()
     if campaign is None:
         return "refused"
     refusal = may_vote(turn.profile, campaign, turn.now)
-    return "ok" if refusal is None else _refuse(turn, refusal, campaign)
+    if refusal is not None:
+        return _refuse(turn, refusal, campaign)
+    return _phone_check(turn, campaign) or "ok"
+
+
+def set_phone(turn: Turn, value: Any) -> str:
+    """A number Telegram verified (the person shared their own contact)."""
+    if not value:
+        return "retry"
+    turn.effect(SetPhone(str(value)))
+    turn.update_profile(phone=str(value))
+    return "ok"
+
+
+def voter_key(turn: Turn, campaign: Campaign) -> str:
+    if campaign.verified_phone and turn.profile.phone:
+        return f"phone:{turn.profile.phone}"
+    return f"participant:{turn.profile.id}"
 
 
 def published_proposals(turn: Turn) -> list[Option]:
@@ -415,11 +443,13 @@ def cast_ballot(turn: Turn, value: Any) -> str:
     refusal = may_vote(turn.profile, campaign, turn.now)
     if refusal is not None:
         return _refuse(turn, refusal, campaign)
+    if campaign.verified_phone and not turn.profile.phone:
+        return _refuse(turn, Refusal.PHONE, campaign)
     if not _check_ballot(turn, campaign, ids):
         return "refused"
     changed = campaign.id in turn.ctx.ballots
     turn.effect(CastBallot(campaign.id, tuple(ids), turn.profile.age_bracket,
-                           turn.profile.departement))
+                           turn.profile.departement, voter_key(turn, campaign)))
     receipt = N_("vote.changed") if changed else N_("vote.receipt")
     turn.notice(receipt, codes=_codes(ids),
                 until=_until(turn, campaign, Phase.VOTE))
@@ -451,6 +481,8 @@ def vote_shortcut(turn: Turn, tokens: list[str]) -> str:
     if refusal is not None:
         _refuse(turn, refusal, campaign)
         return "main.menu"
+    if campaign.verified_phone and not turn.profile.phone:
+        return "vote.pick"  # asks for the number (Telegram) or explains (elsewhere)
     if not _check_ballot(turn, campaign, ids):
         return "vote.pick"
     turn.data["ballot"] = ids
@@ -495,7 +527,8 @@ ACTIONS = {
     "draft_proposal": (draft_proposal, {"ok", "retry"}),
     "submit_proposal": (submit_proposal, {"submitted", "edit", "cancelled", "refused"}),
     "route_vote": (route_vote, {"one", "many", "none"}),
-    "check_may_vote": (check_may_vote, {"ok", "refused"}),
+    "check_may_vote": (check_may_vote, {"ok", "refused", "need_phone"}),
+    "set_phone": (set_phone, {"ok", "retry"}),
     "draft_ballot": (draft_ballot, {"ok", "retry"}),
     "cast_ballot": (cast_ballot, {"cast", "change", "cancelled", "refused"}),
     "erase_me": (erase_me, {"erased", "kept"}),

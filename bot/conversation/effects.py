@@ -25,6 +25,11 @@ class SetProfile:
 
 
 @dataclass(frozen=True, slots=True)
+class SetPhone:
+    phone: str
+
+
+@dataclass(frozen=True, slots=True)
 class SetStatus:
     status: Status
 
@@ -45,6 +50,7 @@ class CastBallot:
     choices: tuple[int, ...]
     age_bracket: str | None
     departement: str | None
+    voter: str = ""  # "phone:+336…" or "participant:ID": one ballot per voter
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,4 +58,5 @@ class Erase:
     """Deletes the participant and their conversation; ballots stay, anonymised."""
 
 
-Effect = SetLocale | GiveConsent | SetProfile | SetStatus | SubmitProposal | CastBallot | Erase
+Effect = (SetLocale | GiveConsent | SetProfile | SetPhone | SetStatus | SubmitProposal
+          | CastBallot | Erase)

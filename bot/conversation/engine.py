@@ -79,6 +79,7 @@ class Context:
     ballots: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # campaign id → ids
     proposal_counts: Mapping[int, int] = field(default_factory=dict)  # campaign id → count
     page_chars: int | None = None  # characters of options shown at once (SMS); None: all
+    channel: str = ""
     address: str = ""  # the phone number or account, shown in "my data"
 
 
@@ -93,6 +94,7 @@ class Decision:
     effects: tuple[Effect, ...]
     footer: Msg | None = None  # shown after the options ("SUITE for more")
     turn: int = 0
+    ask_contact: bool = False  # the step wants a verified phone number (Telegram's button)
 
     @property
     def silent(self) -> bool:
@@ -113,6 +115,8 @@ class Turn:
         self.messages: list[Msg] = []
         self.options: tuple[Option, ...] = ()
         self.footer: Msg | None = None
+        self.ask_contact = False
+        self.contact: str | None = None
         self.page = 0
         self.forget = False
         self.previous_turn = int(state.data.get("_t", 0)) if state else 0
@@ -153,6 +157,7 @@ class Turn:
             effects=tuple(self.effects),
             footer=self.footer,
             turn=self.turn_no,
+            ask_contact=self.ask_contact,
         )
 
 
@@ -182,6 +187,7 @@ class Engine:
 
     def advance(self, state: State | None, inbound: Inbound, ctx: Context) -> Decision:
         turn = Turn(ctx, self.flows, state)
+        turn.contact = inbound.contact
         text = clean(inbound.text)[:MAX_INPUT] if inbound.choice is None else ""
         words = fold(text).split()
         keyword = self.flows.keywords.get(words[0]) if words else None
@@ -337,6 +343,7 @@ class Engine:
             assert step.say is not None
             turn.say(Msg(step.say, params))
             turn.options = self._page(turn, options)
+            turn.ask_contact = step.input == "contact"
             return
         raise RuntimeError(f"flow loop through {ref}")
 
@@ -376,6 +383,8 @@ class Engine:
         value: Any
         if step.input == "text":
             value = text
+        elif step.input == "contact":
+            value = turn.contact
         else:
             options = self.options(turn, step)
             if step.input == "many" and choice is None:

@@ -21,7 +21,7 @@ from bot.conversation.matching import fold
 from bot.errors import FlowError
 from bot.resources import resource_dir
 
-INPUTS = ("one", "many", "text")
+INPUTS = ("one", "many", "text", "contact")
 ROOTS = ("onboarding.language", "main.menu")
 KEYWORDS = ("menu", "help", "stop", "start", "language", "cancel", "vote", "more",
             "campaigns", "propose", "mydata")

@@ -27,6 +27,7 @@ from bot.conversation.effects import (
     Erase,
     GiveConsent,
     SetLocale,
+    SetPhone,
     SetProfile,
     SetStatus,
     SubmitProposal,
@@ -88,7 +89,7 @@ class Statements:
         self.person = person.with_for_update(of=participants) if postgres else person
         self.new_person = insert_for(conn, participants).values(
             channel=b("channel"), address=b("address"), locale=b("locale"),
-            status=Status.ACTIVE.value, created_at=b("now"),
+            status=Status.ACTIVE.value, created_at=b("now"), phone=b("phone"),
         ).on_conflict_do_nothing()
         self.ballots = select(ballots.c.campaign_id, ballots.c.choices).where(
             ballots.c.participant_id == b("pid"))
@@ -109,12 +110,14 @@ class Statements:
         ).returning(proposals.c.id)
         ballot = insert_for(conn, ballots).values(
             campaign_id=b("campaign_id"), participant_id=b("pid"), choices=b("choices"),
-            age_bracket=b("age_bracket"), departement=b("departement"),
+            age_bracket=b("age_bracket"), departement=b("departement"), voter=b("voter"),
             created_at=b("now"), updated_at=b("now"))
+        # One ballot per voter: the same phone on SMS and Telegram replaces, never adds.
         self.cast = ballot.on_conflict_do_update(
-            index_elements=["participant_id", "campaign_id"],
+            index_elements=["campaign_id", "voter"],
             set_={"choices": ballot.excluded.choices, "age_bracket": ballot.excluded.age_bracket,
                   "departement": ballot.excluded.departement,
+                  "participant_id": ballot.excluded.participant_id,
                   "updated_at": ballot.excluded.updated_at},
         )
         self.queue = outbox.insert().values(
@@ -191,14 +194,16 @@ class Pipeline:
         row = hot.first(conn, "person", who)
         if row is None:
             locale = inbound.locale_hint if inbound.locale_hint in ("fr", "en", "oc") else None
+            # An SMS number is verified by the network: it is the person's phone.
+            phone = inbound.address if inbound.channel == "sms" else None
             conn.execute(sql.new_person, {**who, "locale": locale or self.default_locale,
-                                          "now": now})
+                                          "now": now, "phone": phone})
             row = hot.first(conn, "person", who)
             assert row is not None
         profile = Profile(
             id=row.id, locale=row.locale, consent_at=row.consent_at,
             age_bracket=row.age_bracket, postal_code=row.postal_code,
-            departement=row.departement, status=Status(row.status),
+            departement=row.departement, status=Status(row.status), phone=row.phone,
         )
         state = None
         if row.step is not None:
@@ -212,7 +217,8 @@ class Pipeline:
                 counts[campaign_id] = count
         ctx = Context(now=now, profile=profile, catalog=self.catalog, settings=self.settings,
                       i18n=self.i18n, ballots=ballots_by_campaign, proposal_counts=counts,
-                      page_chars=self.page_chars.get(inbound.channel), address=inbound.address)
+                      page_chars=self.page_chars.get(inbound.channel), address=inbound.address,
+                      channel=inbound.channel)
         try:
             decision = self.engine.advance(state, inbound, ctx)
         except Exception:
@@ -228,12 +234,14 @@ class Pipeline:
                 "data": json.dumps(dict(decision.state.data), ensure_ascii=False)})
         if decision.silent:
             return Handled(participant_id=profile.id)
-        footer = self.i18n[decision.locale].render(decision.footer) if decision.footer else ""
+        t = self.i18n[decision.locale]
+        footer = t.render(decision.footer) if decision.footer else ""
         reply = Reply(
             render(decision, self.i18n, results),
             tuple(ReplyChoice(o.id, o.key, o.label) for o in decision.options),
             footer,
             decision.turn,
+            t("vote.share_phone") if decision.ask_contact else "",
         )
         hot.execute(conn, "queue", queue_values(
             participant_id=None if erased else profile.id, channel=inbound.channel,
@@ -255,6 +263,8 @@ class Pipeline:
                     changes.update({k: v for k, v in (
                         ("age_bracket", p.age_bracket), ("postal_code", p.postal_code),
                         ("departement", p.departement)) if v is not None})
+                case SetPhone(phone=phone):
+                    changes["phone"] = phone
                 case SetStatus(status=status):
                     changes["status"] = status.value
                 case SubmitProposal(campaign_id=campaign_id, text=text):
@@ -265,7 +275,7 @@ class Pipeline:
                 case CastBallot() as b:
                     conn.execute(sql.cast, {
                         "campaign_id": b.campaign_id, "pid": profile.id, "now": now,
-                        "choices": ",".join(map(str, b.choices)),
+                        "choices": ",".join(map(str, b.choices)), "voter": b.voter,
                         "age_bracket": b.age_bracket, "departement": b.departement})
                 case Erase():
                     erase_participant(conn, profile.id, now)

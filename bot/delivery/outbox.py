@@ -43,10 +43,11 @@ class OutboxItem:
     attempts: int
 
 
-def encode_choices(choices: Sequence[ReplyChoice], footer: str = "", turn: int = 0) -> str:
-    """Choices (and the footer under them, and the turn) as stored in the outbox row."""
+def encode_choices(choices: Sequence[ReplyChoice], footer: str = "", turn: int = 0,
+                   ask_contact: str = "") -> str:
+    """Choices (and the footer under them, the turn, a contact request) for the outbox row."""
     return json.dumps({"choices": [[c.id, c.key, c.label] for c in choices], "footer": footer,
-                       "turn": turn}, ensure_ascii=False)
+                       "turn": turn, "contact": ask_contact}, ensure_ascii=False)
 
 
 def decode_reply(text: str, body: str) -> Reply:
@@ -54,7 +55,7 @@ def decode_reply(text: str, body: str) -> Reply:
     if isinstance(raw, list):  # rows queued before footers existed
         raw = {"choices": raw, "footer": ""}
     choices = tuple(ReplyChoice(i, k, label) for i, k, label in raw["choices"])
-    return Reply(body, choices, raw["footer"], raw.get("turn", 0))
+    return Reply(body, choices, raw["footer"], raw.get("turn", 0), raw.get("contact", ""))
 
 
 def queue_values(
@@ -71,7 +72,7 @@ def queue_values(
         "channel": channel,
         "address": address,
         "text": reply.text,
-        "choices": encode_choices(reply.choices, reply.footer, reply.turn),
+        "choices": encode_choices(reply.choices, reply.footer, reply.turn, reply.ask_contact),
         "status": OutboxStatus.QUEUED.value,
         "attempts": 0,
         "next_attempt_at": now,

@@ -106,6 +106,7 @@ class Campaign:
     id: int = 0  # database id, 0 until stored
     contact: str = ""
     relative_dates: bool = False  # a demo: dates follow the day it is loaded, nothing freezes
+    verified_phone: bool = False  # voters need a verified number: one ballot per phone
 
     def text(self, name: str, locale: str) -> str:
         texts: Mapping[str, str] = getattr(self, name)
@@ -197,7 +198,7 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
         raise CampaignError(file, "(top)", "a campaign file is a mapping of fields")
     known = {
         "slug", "kind", "title", "summary", "description", "audience", "phases",
-        "proposals", "ballot", "envelope", "seed_proposals", "contact",
+        "proposals", "ballot", "envelope", "seed_proposals", "contact", "verified_phone",
     }
     unknown = set(raw) - known
     if unknown:
@@ -338,4 +339,12 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
         seed_proposals=tuple(seeds),
         contact=str(raw.get("contact") or ""),
         relative_dates=relative,
+        verified_phone=_flag(raw.get("verified_phone", False), file=file,
+                             where="verified_phone"),
     )
+
+
+def _flag(raw: Any, *, file: str, where: str) -> bool:
+    if not isinstance(raw, bool):
+        raise CampaignError(file, where, "true or false")
+    return raw

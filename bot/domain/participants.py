@@ -26,6 +26,7 @@ class Profile:
     postal_code: str | None = None
     departement: str | None = None
     status: Status = Status.ACTIVE
+    phone: str | None = None  # verified (SMS number, or shared on Telegram)
 
     @property
     def onboarded(self) -> bool:
@@ -62,6 +63,7 @@ class Refusal(StrEnum):
     TERRITORY = "territory"
     PHASE = "phase"
     LIMIT = "limit"
+    PHONE = "phone"  # the campaign wants a verified number this channel cannot give
 
 
 def may_participate(profile: Profile, campaign: Campaign) -> Refusal | None:

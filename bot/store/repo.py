@@ -68,6 +68,7 @@ def campaign_to_json(campaign: Campaign) -> str:
                    "min_share": campaign.ballot.min_share},
         "envelope": campaign.envelope,
         "contact": campaign.contact,
+        "verified_phone": campaign.verified_phone,
     }, ensure_ascii=False, sort_keys=True)
 
 
@@ -93,6 +94,7 @@ def campaign_from_json(text: str, campaign_id: int) -> Campaign:
                            min_share=raw["ballot"]["min_share"]),
         envelope=raw["envelope"],
         contact=raw.get("contact", ""),
+        verified_phone=raw.get("verified_phone", False),
     )
 
 
@@ -152,6 +154,8 @@ def _frozen_changes(conn: Connection, stored: Campaign, new: Campaign) -> list[s
         changes.append("envelope")
     if stored.audience != new.audience:
         changes.append("audience")
+    if stored.verified_phone != new.verified_phone:
+        changes.append("verified_phone")
     old_vote, new_vote = stored.window(Phase.VOTE), new.window(Phase.VOTE)
     if new_vote is None or old_vote is None or new_vote.start != old_vote.start:
         changes.append("phases.vote.start")
@@ -277,7 +281,7 @@ def erase_participant(conn: Connection, participant_id: int, now: datetime) -> N
         conn.execute(delete(ballots).where(ballots.c.participant_id == participant_id,
                                            ballots.c.campaign_id.in_(still_open)))
     conn.execute(update(ballots).where(ballots.c.participant_id == participant_id)
-                 .values(participant_id=None))
+                 .values(participant_id=None, voter=None))
     conn.execute(update(proposals).where(proposals.c.author_id == participant_id)
                  .values(author_id=None))
     conn.execute(delete(outbox).where(outbox.c.participant_id == participant_id))

@@ -60,6 +60,7 @@ participants = Table(
     Column("postal_code", String(5)),
     Column("departement", String(3)),
     Column("created_at", UTCDateTime(), nullable=False),
+    Column("phone", String(20)),  # E.164, verified: the SMS number, or shared on Telegram
     UniqueConstraint("channel", "address", name="uq_participants_channel_address"),
 )
 
@@ -118,7 +119,11 @@ ballots = Table(
     Column("departement", String(3)),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    # Who the ballot counts for: "phone:+336…" where a campaign wants verified numbers (so
+    # one person has one ballot across SMS and Telegram), else "participant:ID".
+    Column("voter", String(80)),
     UniqueConstraint("participant_id", "campaign_id", name="uq_ballots_participant_campaign"),
+    UniqueConstraint("campaign_id", "voter", name="uq_ballots_campaign_voter"),
 )
 
 outbox = Table(

@@ -83,6 +83,14 @@ class FakeTelegram:
                         "chat": {"id": user_id, "type": "private"}, "text": "…"},
         }})
 
+    def shares_contact(self, user_id: int, phone: str, *, own: bool = True) -> dict[str, Any]:
+        """The person taps "share my number" (or forwards someone else's contact)."""
+        return self._push({"message": {
+            "message_id": next(self._message_ids), "date": int(time.time()),
+            "chat": {"id": user_id, "type": "private"}, "from": self._user(user_id, "fr"),
+            "contact": {"phone_number": phone, "first_name": "X",
+                        "user_id": user_id if own else user_id + 1}}})
+
     def blocks(self, user_id: int) -> dict[str, Any]:
         member = {"user": BOT, "status": "kicked", "until_date": 0}
         return self._push({"my_chat_member": {

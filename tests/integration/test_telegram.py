@@ -242,3 +242,56 @@ async def test_long_texts_are_split(tg: Telegram) -> None:
     last_two = tg.fake.sent(ANNE)[-2:]
     assert [len(c.text) for c in last_two] == [4096, 904]
     assert not last_two[0].buttons and last_two[1].buttons  # the keyboard on the last part
+
+
+VERIFIED = """slug: verified
+kind: poll
+title: {fr: Vote vérifié}
+summary: {fr: "Une personne, un vote."}
+verified_phone: true
+phases:
+  vote: {start: today-1, end: today+5}
+ballot: {method: single}
+seed_proposals:
+  - {ref: a, title: {fr: Tram}}
+  - {ref: b, title: {fr: Bus}}
+"""
+
+
+async def test_verified_phone_one_ballot_across_telegram_and_sms(tg: Telegram,
+                                                                 tmp_path: Path) -> None:
+    from bot.channels.base import Inbound
+
+    (tmp_path / "verified.yaml").write_text(VERIFIED)
+    await tg.app.load_campaigns(tmp_path / "verified.yaml")
+    tram, bus = code_of(tg.app, "Tram"), code_of(tg.app, "Bus")
+    await onboard(tg)
+    ask = await tg.says(f"VOTE {tram}")
+    assert ask.text.startswith("Ce vote demande un numéro vérifié")
+    markup = ask.params["reply_markup"]
+    assert markup["keyboard"][0][0] == {"text": "Partager mon numéro", "request_contact": True}
+    tg.fake.shares_contact(ANNE, "33611223344", own=False)  # someone else's card: refused
+    await tg.deliver()
+    assert tg.fake.sent(ANNE)[-1].text.startswith("Ce vote demande")
+    tg.fake.shares_contact(ANNE, "33611223344")
+    await tg.deliver()
+    choose = tg.fake.sent(ANNE)[-1]
+    assert choose.text.startswith("Vote vérifié\nChoisissez un projet")
+    confirm = await tg.presses(choose, f"{tram} Tram")
+    assert confirm is not None
+    assert (await tg.presses(confirm, "Valider")) is not None
+    # The same person by SMS: their number is verified by the network.
+    for text in ("Bonjour", "1", "1", "3", "31000", f"VOTE {bus}", "1"):
+        await tg.app.pipeline.handle(Inbound("sms", "+33611223344", text,
+                                             received_at=tg.app.clock()))
+    rows = await tg.app.db.run(lambda c: c.execute(
+        select(ballots.c.voter, ballots.c.choices)).all())
+    assert [tuple(r) for r in rows] == [("phone:+33611223344", bus[1:])]
+    # Without a verified number (the console), the vote is explained, not offered.
+    await tg.app.pipeline.handle(Inbound("console", "x", "Bonjour", received_at=tg.app.clock()))
+    for text in ("1", "1", "3", "31000"):
+        await tg.app.pipeline.handle(Inbound("console", "x", text, received_at=tg.app.clock()))
+    handled = await tg.app.pipeline.handle(Inbound("console", "x", f"VOTE {tram}",
+                                                   received_at=tg.app.clock()))
+    assert handled.reply is not None
+    assert handled.reply.text.startswith("« Vote vérifié » demande un numéro vérifié")

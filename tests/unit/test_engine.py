@@ -64,7 +64,7 @@ def test_vote_shortcut_then_confirm_casts_one_ballot() -> None:
     assert decision.state.step == "vote.confirm"
     assert decision.state.data == {"campaign": "cc", "ballot": [2], "_t": 1}
     decision = say("1", decision.state)
-    assert decision.effects == (CastBallot(7, (2,), "18-25", "31"),)
+    assert decision.effects == (CastBallot(7, (2,), "18-25", "31", "participant:1"),)
 
 
 def test_stop_then_silence_then_start() -> None:
