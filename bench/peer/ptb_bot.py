@@ -1,7 +1,8 @@
 """The peer: the same dialogue written the way python-telegram-bot's documentation teaches.
 
-A `ConversationHandler` (one state per question) with `PicklePersistence`, replies as plain
-text with the same wording as Votz (taken from Votz's catalogs). Used by bench/telegram.py.
+A `ConversationHandler` (one state per question) with `PicklePersistence`, replies with the
+same wording as Votz (taken from Votz's catalogs) and the same options as inline buttons.
+Used by bench/telegram.py.
 
     python bench/peer/ptb_bot.py --api-url http://127.0.0.1:8082 --data /tmp/peer.pickle
 """
@@ -12,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from telegram import Update
+from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.ext import (
     Application,
     ContextTypes,
@@ -39,9 +40,21 @@ CAMPAIGNS = ["Démo – Budget participatif des villages",
 PROPOSALS = {str(n): f"Projet {n}" for n in range(7, 19)}
 
 
+def buttons(text: str) -> InlineKeyboardMarkup | None:
+    """The numbered options of a reply as inline buttons, as Votz sends them."""
+    options = [line for line in text.splitlines() if line[:1].isdigit() and " " in line]
+    if not options:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(line.split(" ", 1)[1][:64],
+                                                       callback_data=f"1:{line.split()[0]}")]
+                                 for line in options])
+
+
 async def reply(update: Update, text: str) -> None:
     assert update.message is not None
-    await update.message.reply_text(text)
+    body = "\n".join(line for line in text.splitlines()
+                      if not (line[:1].isdigit() and " " in line))
+    await update.message.reply_text(body, reply_markup=buttons(text))
 
 
 async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:

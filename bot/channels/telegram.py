@@ -69,7 +69,7 @@ def make_bot(settings: Settings) -> Bot:
     if base:
         kwargs = {"base_url": f"{base}/bot", "base_file_url": f"{base}/file/bot"}
     return Bot(settings.telegram_token,
-               request=HTTPXRequest(connection_pool_size=32, read_timeout=15),
+               request=HTTPXRequest(connection_pool_size=8, read_timeout=15),
                get_updates_request=HTTPXRequest(read_timeout=40), **kwargs)
 
 
