@@ -295,3 +295,15 @@ async def test_verified_phone_one_ballot_across_telegram_and_sms(tg: Telegram,
                                                    received_at=tg.app.clock()))
     assert handled.reply is not None
     assert handled.reply.text.startswith("« Vote vérifié » demande un numéro vérifié")
+
+
+async def test_each_person_in_order_people_concurrently(tg: Telegram) -> None:
+    people = [3001, 3002, 3003]
+    for text in ("/start", "1", "1", "3"):
+        for user in people:
+            tg.fake.says(user, text)
+    await tg.deliver()  # one batch of 12 updates, handled concurrently
+    for user in people:
+        assert [c.text.split("\n")[0][:24] for c in tg.fake.sent(user)] == [
+            "Bonjour ! Avec Votz, pro", "Pour participer, nous ga", "Votre tranche d'âge ?",
+            "Votre code postal ? (ex."]
