@@ -78,7 +78,7 @@ class App:
         _, engine = load_engine(i18n)
         db = Database(settings.database_url, schema=schema)
         await migrate(db)
-        catalog = await db.run(load_catalog)
+        catalog = await db.run(lambda conn: load_catalog(conn, clock()))
         engine_settings = EngineSettings(
             privacy_url=settings.privacy_url, contact=settings.contact,
             idle_timeout=timedelta(hours=settings.idle_timeout_hours),
@@ -103,7 +103,8 @@ class App:
         return reports
 
     async def refresh_catalog(self) -> None:
-        self.pipeline.catalog = await self.db.run(load_catalog)
+        now = self.clock()
+        self.pipeline.catalog = await self.db.run(lambda conn: load_catalog(conn, now))
 
     async def close(self) -> None:
         await self.db.close()

@@ -142,10 +142,6 @@ _FAREWELL_GONE = delete(outbox).where(
     outbox.c.idempotency_key.is_(None))
 
 
-def mark_sent(conn: Connection, item_id: int, provider_id: str | None, now: datetime) -> None:
-    mark_all_sent(conn, [(item_id, provider_id)], now)
-
-
 def mark_all_sent(conn: Connection, sent: Sequence[tuple[int, str | None]],
                   now: datetime) -> None:
     """Record successful sends (one statement for the batch)."""

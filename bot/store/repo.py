@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Insert, Table, delete, func, select, update
+from sqlalchemy import Connection, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.conversation.engine import Catalog
@@ -40,11 +40,6 @@ def insert_for(conn: Connection, table: Table) -> Any:
     if conn.dialect.name == "postgresql":
         return postgresql.insert(table)
     return sqlite.insert(table)
-
-
-def on_conflict_nothing(conn: Connection, table: Table) -> Insert:
-    stmt: Insert = insert_for(conn, table).on_conflict_do_nothing()
-    return stmt
 
 
 # --- campaign definitions ----------------------------------------------------------------------
@@ -193,7 +188,12 @@ def get_campaign(conn: Connection, slug: str) -> Campaign:
     return campaign_from_json(row.definition, row.id)
 
 
-def load_catalog(conn: Connection) -> Catalog:
+def load_catalog(conn: Connection, now: datetime) -> Catalog:
+    """Campaigns, published proposals, and the winners of campaigns showing results now.
+
+    Tallies are read only for campaigns in their results phase: the catalog is reloaded
+    every 30 s by `votz run`, and campaigns still voting or long closed need none.
+    """
     rows = conn.execute(
         select(proposals).where(proposals.c.status == ProposalStatus.PUBLISHED)
     )
@@ -201,7 +201,7 @@ def load_catalog(conn: Connection) -> Catalog:
     campaigns_ = tuple(load_campaigns(conn))
     winners: dict[int, tuple[int, ...]] = {}
     for campaign in campaigns_:
-        if campaign.window(Phase.RESULTS) is not None:
+        if campaign.phase_at(now) is Phase.RESULTS:
             results = tally(campaign, [p for p in published.values()
                                        if p.campaign_id == campaign.id],
                             counted_ballots(conn, campaign.id))
