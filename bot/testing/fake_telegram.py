@@ -136,7 +136,10 @@ class FakeTelegram:
         if request.headers.get("content-type", "").startswith("application/json"):
             raw = await request.json()
         else:
-            raw = dict(await request.form())
+            # Form fields, and uploaded files as their bytes.
+            async with request.form() as form:
+                raw = {k: v if isinstance(v, str) else await v.read()
+                       for k, v in form.multi_items()}
         params = {k: _decode(v) for k, v in raw.items()}
         for n, (failing, code, description, parameters) in enumerate(self.failures):
             if failing == method:
@@ -158,11 +161,13 @@ class FakeTelegram:
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
+        limit = max(1, min(int(params.get("limit") or 100), 100))  # as the Bot API: 1–100
         deadline = time.monotonic() + min(float(params.get("timeout") or 0), 5)
         while True:
             with self._lock:
-                self._updates = [u for u in self._updates if u["update_id"] >= offset]
-                ready = list(self._updates)
+                if self._updates and self._updates[0]["update_id"] < offset:
+                    self._updates = [u for u in self._updates if u["update_id"] >= offset]
+                ready = self._updates[:limit]
             if ready or time.monotonic() >= deadline:
                 return ready
             await asyncio.sleep(0.005)
