@@ -6,6 +6,7 @@ them, so a missing translation is visible and tests can insist on complete catal
 
 from __future__ import annotations
 
+import functools
 import gettext
 import re
 import string
@@ -75,10 +76,16 @@ class Translator:
         return format_datetime(moment.astimezone(PARIS), "d MMM y HH:mm", locale=self.locale)
 
     def euros(self, amount: int) -> str:
-        # Plain spaces: a narrow no-break space would make an SMS cost twice as much.
-        grouped = format_decimal(amount, locale=self.locale)
-        grouped = grouped.replace("\u202f", " ").replace("\xa0", " ")
-        return f"€{grouped}" if self.locale == "en" else f"{grouped} €"
+        return _euros(self.locale, amount)
+
+
+@functools.lru_cache(maxsize=4096)
+def _euros(locale: str, amount: int) -> str:
+    """Babel's formatting is slow and the same project costs are shown to everyone: cached."""
+    # Plain spaces: a narrow no-break space would make an SMS cost twice as much.
+    grouped = format_decimal(amount, locale=locale)
+    grouped = grouped.replace("\u202f", " ").replace("\xa0", " ")
+    return f"€{grouped}" if locale == "en" else f"{grouped} €"
 
 
 class I18n:

@@ -2,7 +2,8 @@
 
 Order, for every channel:
 1. per-conversation lock (in process) so one person's messages are handled in order;
-2. in one database transaction (one thread hop on SQLite):
+2. in one database transaction (one thread hop on SQLite; under a burst, several people's
+   messages share one commit, each in its own savepoint — `Database.run_grouped`):
    dedupe by provider id → identify the participant (locked FOR UPDATE on PostgreSQL)
    → load conversation state → engine (pure) → persist state, domain writes and the reply
    in the outbox;
@@ -170,7 +171,7 @@ class Pipeline:
             lock = self._locks[key] = asyncio.Lock()
         try:
             async with lock:
-                handled = await self.db.run(lambda conn: self.process(conn, inbound))
+                handled = await self.db.run_grouped(lambda conn: self.process(conn, inbound))
         finally:
             if not lock.locked() and not getattr(lock, "_waiters", None):
                 self._locks.pop(key, None)

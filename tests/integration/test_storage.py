@@ -337,3 +337,63 @@ async def test_hot_statements_read_the_same_through_the_driver(app: App,
     assert direct_path == (app.db.dialect == "sqlite")
     assert direct == through
     assert consent_at.tzinfo is not None and step == "main.menu"
+
+
+async def test_grouped_units_share_commits_and_fail_alone(
+        database: tuple[str, str | None]) -> None:
+    """Under a burst, units share a commit (SQLite); one that raises is rolled back alone."""
+    from sqlalchemy import Column, Connection, Integer, MetaData, Table, event, func, insert
+
+    from bot.store.db import Database
+
+    url, schema = database
+    db = Database(url, schema=schema)
+    notes = Table("group_notes", MetaData(), Column("n", Integer, primary_key=True))
+    commits = 0
+    try:
+        await db.run(lambda conn: notes.create(conn))
+        engine = db._sync if db._sync is not None else db._async.sync_engine  # type: ignore[union-attr]
+
+        @event.listens_for(engine, "commit")
+        def _count(conn: Connection) -> None:
+            nonlocal commits
+            commits += 1
+
+        def unit(n: int) -> int:
+            def fn(conn: Connection) -> int:
+                conn.execute(insert(notes).values(n=n))
+                if n == 3:
+                    conn.execute(insert(notes).values(n=n))  # the database refuses
+                if n == 7:
+                    raise ValueError("unit 7 breaks after writing")
+                return n * 10
+            return fn  # type: ignore[return-value]
+
+        outcomes = await asyncio.gather(*(db.run_grouped(unit(n)) for n in range(20)),
+                                        return_exceptions=True)
+        assert [o for o in outcomes if not isinstance(o, Exception)] == \
+            [n * 10 for n in range(20) if n not in (3, 7)]
+        assert isinstance(outcomes[3], IntegrityError)
+        assert isinstance(outcomes[7], ValueError)
+        grouped_commits = commits
+        stored = await db.run(lambda conn: sorted(conn.execute(select(notes.c.n)).scalars()))
+        assert stored == [n for n in range(20) if n not in (3, 7)]
+        if db.dialect == "sqlite" and db._executor is not None:
+            assert grouped_commits < 18  # several units per commit
+        else:
+            assert grouped_commits == 18  # one transaction each (PostgreSQL commits concurrently)
+
+        # A commit that fails loses the whole group, and every unit is told.
+        @event.listens_for(engine, "commit")
+        def _fail(conn: Connection) -> None:
+            raise OSError("disk full")
+
+        outcomes = await asyncio.gather(*(db.run_grouped(unit(n)) for n in range(100, 105)),
+                                        return_exceptions=True)
+        assert all(isinstance(o, OSError) for o in outcomes)
+        event.remove(engine, "commit", _fail)
+        count = await db.run(lambda conn: conn.execute(
+            select(func.count()).select_from(notes).where(notes.c.n >= 100)).scalar_one())
+        assert count == 0
+    finally:
+        await db.close()
