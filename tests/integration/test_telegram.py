@@ -13,7 +13,7 @@ from sqlalchemy import select
 from bot.app import App
 from bot.channels.telegram import TelegramReceiver, TelegramSender, make_bot
 from bot.config import Settings
-from bot.store.tables import ballots, outbox, participants
+from bot.store.tables import ballots, outbox, participants, proposals
 from bot.testing.fake_telegram import TOKEN, Call, FakeTelegram
 from bot.testing.server import LocalServer
 from bot.web import create_web_app
@@ -307,3 +307,27 @@ async def test_each_person_in_order_people_concurrently(tg: Telegram) -> None:
         assert [c.text.split("\n")[0][:24] for c in tg.fake.sent(user)] == [
             "Bonjour ! Avec Votz, pro", "Pour participer, nous ga", "Votre tranche d'âge ?",
             "Votre code postal ? (ex."]
+
+
+async def test_proposing_an_idea_with_buttons(tg: Telegram) -> None:
+    await onboard(tg)
+    prompt = await tg.says("/proposer")  # the command menu's entry
+    assert prompt.text.startswith("Tes idées pour la Région : décrivez votre idée")
+    assert prompt.buttons == []  # free text expected
+    confirm = await tg.says("Un bus le samedi soir <b>entre</b> Mende et les villages 🚌")
+    assert "« Un bus le samedi soir <b>entre</b> Mende et les villages 🚌 »" in confirm.text
+    assert "parse_mode" not in confirm.params  # what people write is shown as written
+    edit = await tg.presses(confirm, "Modifier")
+    assert edit is not None and edit.text.startswith("Tes idées pour la Région")
+    confirm = await tg.says("Un bus le samedi soir")
+    receipt = await tg.presses(confirm, "Envoyer")
+    assert receipt is not None and receipt.text.startswith("Merci ! Idée reçue, code P")
+    code = receipt.text.split("code ")[1].split(".")[0]
+    mine = select(proposals.c.id, proposals.c.title, proposals.c.status).where(
+        proposals.c.author_id.is_not(None))
+    rows = await tg.app.db.run(lambda c: c.execute(mine).all())
+    assert [(f"P{r.id}", r.status) for r in rows] == [(code, "submitted")]
+    assert "Un bus le samedi soir" in rows[0].title
+    again = await tg.presses(confirm, "Envoyer")  # a second tap on the same button
+    assert again is not None and again.text.startswith("Ce bouton vient d'un message précédent")
+    assert len(await tg.app.db.run(lambda c: c.execute(mine).all())) == 1
