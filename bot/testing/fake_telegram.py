@@ -191,10 +191,42 @@ class FakeTelegram:
         return True
 
     async def inject(self, request: Request) -> Response:
-        """`POST /fake/say` with [[user id, text], ...]: people write, in this order."""
+        """`POST /fake/say` with [[user id, text], ...]: people write, in this order.
+
+        With a webhook registered, the updates are posted to it (one at a time, as Telegram
+        does) before this answers; otherwise they wait for `getUpdates`."""
         for user_id, text in await request.json():
             self.says(int(user_id), str(text))
+        if self.webhook:
+            statuses = await self.deliver_webhook()
+            return JSONResponse({"ok": True, "webhook_statuses": statuses})
         return JSONResponse({"ok": True})
+
+    async def press(self, request: Request) -> Response:
+        """`POST /fake/press` with [[user id, button label], ...]: people tap the button with
+        that label (or ending with it: "P7 Bancs" for "Bancs") on the latest message showing it.
+        """
+        pressed = []
+        for user_id, label in await request.json():
+            found = next(((c, data) for c in reversed(self.sent(int(user_id)))
+                          for text, data in c.buttons if text == label
+                          or text.endswith(" " + label)), None)
+            if found is None:
+                return JSONResponse({"ok": False, "description":
+                                     f"no button {label!r} sent to {user_id}"}, status_code=404)
+            call, data = found
+            self.presses(int(user_id), data, call.result["message_id"])
+            pressed.append(data)
+        body: dict[str, Any] = {"ok": True, "pressed": pressed}
+        if self.webhook:
+            body["webhook_statuses"] = await self.deliver_webhook()
+        return JSONResponse(body)
+
+    async def transcript(self, request: Request) -> Response:
+        """`GET /fake/sent?chat=ID`: what the bot sent to that person, with the buttons."""
+        chat = request.query_params.get("chat")
+        return JSONResponse([{"text": c.text, "buttons": [label for label, _ in c.buttons]}
+                             for c in self.sent(int(chat) if chat else None)])
 
     async def summary(self, request: Request) -> Response:
         sent = self.sent()
@@ -205,6 +237,8 @@ class FakeTelegram:
         return Starlette(routes=[
             Route("/bot{token}/{method}", self.api, methods=["GET", "POST"]),
             Route("/fake/say", self.inject, methods=["POST"]),
+            Route("/fake/press", self.press, methods=["POST"]),
+            Route("/fake/sent", self.transcript),
             Route("/fake/summary", self.summary),
         ])
 

@@ -108,3 +108,40 @@ def test_votz_run_serves_telegram_by_polling(tmp_path: Path) -> None:
     assert "channel.telegram.started bot=@votz_region_bot mode=polling" in stderr
     commands = [c for c in fake.calls if c.method == "setMyCommands"]
     assert len(commands) == 4
+
+
+def test_votz_run_serves_telegram_by_webhook(tmp_path: Path) -> None:
+    """As the README tries it: the fake Bot API driven over HTTP, Votz registering its webhook."""
+    import httpx
+
+    from bot.testing.fake_telegram import TOKEN, FakeTelegram
+
+    fake = FakeTelegram()
+    port = free_port()
+    with LocalServer(fake.asgi()) as telegram:
+        server = start_votz(tmp_path, {
+            "VOTZ_HTTP_PORT": str(port), "VOTZ_TELEGRAM_TOKEN": TOKEN,
+            "VOTZ_TELEGRAM_API_URL": telegram.url, "VOTZ_TELEGRAM_CHAT_INTERVAL": "0",
+            "VOTZ_TELEGRAM_MODE": "webhook", "VOTZ_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        })
+        try:
+            wait_for(lambda: bool(fake.webhook), "the webhook to be registered")
+            said = httpx.post(telegram.url + "/fake/say", json=[[42, "/start"]]).json()
+            assert said["webhook_statuses"] == [200]
+            wait_for(lambda: len(fake.sent(42)) == 1, "the welcome")
+            pressed = httpx.post(telegram.url + "/fake/press", json=[[42, "Français"]]).json()
+            assert pressed["webhook_statuses"] == [200]
+            wait_for(lambda: len(fake.sent(42)) == 2, "the consent question")
+            missing = httpx.post(telegram.url + "/fake/press", json=[[42, "Deutsch"]])
+            assert missing.status_code == 404
+            transcript = httpx.get(telegram.url + "/fake/sent", params={"chat": 42}).json()
+            forged = httpx.post(f"http://127.0.0.1:{port}/telegram/webhook",
+                                json={"update_id": 99})
+        finally:
+            server.terminate()
+            _, stderr = server.communicate(timeout=20)
+    assert fake.webhook["url"] == f"http://127.0.0.1:{port}/telegram/webhook"
+    assert transcript[0]["buttons"] == ["Français", "English", "Occitan"]
+    assert transcript[1]["text"].startswith("Pour participer")
+    assert forged.status_code == 403
+    assert "channel.telegram.started bot=@votz_region_bot mode=webhook" in stderr
