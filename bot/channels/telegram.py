@@ -63,29 +63,13 @@ COMMAND_HELP = {
 }
 
 
-class VotzBot(Bot):
-    """PTB's Bot, plus a sendMessage that keeps the raw answer.
-
-    `Bot.send_message` builds a full `Message` (user, chat, keyboard objects) from every
-    answer; Votz keeps only the message id, and that parsing was a tenth of its event loop in
-    `bench/telegram.py`. The call itself (parameters, errors → `RetryAfter`, `Forbidden`…) is
-    PTB's own.
-    """
-
-    async def send_text(self, chat_id: int, text: str,
-                        reply_markup: InlineKeyboardMarkup | ReplyKeyboardMarkup | None = None,
-                        ) -> dict[str, Any]:
-        data: dict[str, Any] = {"chat_id": chat_id, "text": text, "reply_markup": reply_markup}
-        result = await self._post("sendMessage", data)
-        return result if isinstance(result, dict) else {}
-
-
-def make_bot(settings: Settings) -> VotzBot:
+def make_bot(settings: Settings) -> Bot:
     base = settings.telegram_api_url.rstrip("/") if settings.telegram_api_url else ""
     kwargs: dict[str, Any] = {}
     if base:
         kwargs = {"base_url": f"{base}/bot", "base_file_url": f"{base}/file/bot"}
-    return VotzBot(settings.telegram_token,
+    # PTB's networking on aiohttp (its documented BaseRequest extension point), not httpx.
+    return Bot(settings.telegram_token,
                request=AiohttpRequest(connection_pool_size=8, read_timeout=15),
                get_updates_request=AiohttpRequest(connection_pool_size=1, read_timeout=40),
                **kwargs)
@@ -175,7 +159,7 @@ class TelegramSender:
     rate = 30.0  # messages per second overall, Telegram's broadcast limit
     per_chat_interval = 1.0  # seconds between two messages to one chat
 
-    def __init__(self, bot: VotzBot, *, rate: float = 30.0, per_chat_interval: float = 1.0) -> None:
+    def __init__(self, bot: Bot, *, rate: float = 30.0, per_chat_interval: float = 1.0) -> None:
         self.bot = bot
         self.rate = rate
         self.per_chat_interval = per_chat_interval
@@ -196,12 +180,13 @@ class TelegramSender:
         parts = split_text(reply.text + (f"\n{reply.footer}" if reply.footer else ""))
         markup = keyboard(reply)
         try:
-            last: dict[str, Any] = {}
+            last = None
             for n, part in enumerate(parts):
                 await self._pace(address)
                 # Plain text (no parse_mode): what people wrote cannot break any formatting.
-                last = await self.bot.send_text(int(address), part,
-                                                markup if n == len(parts) - 1 else None)
+                last = await self.bot.send_message(
+                    chat_id=int(address), text=part,
+                    reply_markup=markup if n == len(parts) - 1 else None)
         except RetryAfter as exc:
             wait = exc.retry_after
             seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
@@ -215,8 +200,7 @@ class TelegramSender:
             raise TransientSendError(f"telegram network {exc.message}"[:250]) from None
         except TelegramError as exc:
             raise PermanentSendError(f"telegram {exc.message}"[:250]) from None
-        message_id = last.get("message_id")
-        return SendResult(provider_id=str(message_id) if message_id is not None else None)
+        return SendResult(provider_id=str(last.message_id) if last else None)
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -6,12 +6,12 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from telegram import InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
 from telegram.error import NetworkError, TimedOut
 
 from bot.channels.aiohttp_request import AiohttpRequest
 from bot.channels.base import Reply, ReplyChoice, TransientSendError
-from bot.channels.telegram import TelegramSender, VotzBot
+from bot.channels.telegram import TelegramSender
 from bot.testing.fake_telegram import TOKEN, FakeTelegram
 from bot.testing.server import LocalServer, free_port
 
@@ -23,9 +23,9 @@ def fake() -> Iterator[tuple[FakeTelegram, str]]:
         yield fake, server.url
 
 
-async def bot_at(url: str, *, read_timeout: float = 5.0) -> VotzBot:
+async def bot_at(url: str, *, read_timeout: float = 5.0) -> Bot:
     request = AiohttpRequest(read_timeout=read_timeout, connect_timeout=1.0)
-    bot = VotzBot(TOKEN, base_url=f"{url}/bot", request=request,
+    bot = Bot(TOKEN, base_url=f"{url}/bot", request=request,
                   get_updates_request=AiohttpRequest())
     await request.initialize()
     return bot
@@ -53,8 +53,8 @@ async def test_calls_go_as_json_and_answers_come_back(fake: tuple[FakeTelegram, 
         me = await bot.get_me()
         assert me.username == "votz_region_bot"
         markup = InlineKeyboardMarkup([[InlineKeyboardButton("Oui ✅", callback_data="3:yes")]])
-        answer = await bot.send_text(1001, "Déjà voté ? 🗳️", markup)
-        assert answer["message_id"] > 0
+        answer = await bot.send_message(1001, "Déjà voté ? 🗳️", reply_markup=markup)
+        assert answer.message_id > 0 and answer.text == "Déjà voté ? 🗳️"
         call = telegram.sent(1001)[-1]
         assert call.text == "Déjà voté ? 🗳️"
         assert call.buttons == [("Oui ✅", "3:yes")]
@@ -80,7 +80,7 @@ async def test_a_silent_server_times_out_and_the_message_is_retried(hanging: str
     sender = TelegramSender(bot, per_chat_interval=0)
     try:
         with pytest.raises(TimedOut):
-            await bot.send_text(1001, "Bonjour")
+            await bot.send_message(1001, "Bonjour")
         with pytest.raises(TransientSendError, match="network"):
             await sender.send("1001", Reply("Bonjour", (ReplyChoice(1, "1", "Oui"),)))
     finally:
@@ -92,7 +92,7 @@ async def test_a_refused_connection_is_a_network_error_and_retried() -> None:
     sender = TelegramSender(bot, per_chat_interval=0)
     try:
         with pytest.raises(NetworkError, match="aiohttp"):
-            await bot.send_text(1001, "Bonjour")
+            await bot.send_message(1001, "Bonjour")
         with pytest.raises(TransientSendError):
             await sender.send("1001", Reply("Bonjour"))
     finally:
