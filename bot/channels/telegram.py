@@ -22,6 +22,7 @@ from typing import Any
 from telegram import (
     Bot,
     BotCommand,
+    CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     KeyboardButton,
@@ -291,18 +292,26 @@ class TelegramReceiver:
     async def process(self, update: Update) -> None:
         inbound = to_inbound(update, received_at=self.clock())
         query = update.callback_query
-        if query is not None:
-            with contextlib.suppress(TelegramError):
-                await query.answer()  # stop the button's spinner
-                if query.message is not None:  # the question is answered: remove its keyboard
-                    await self.bot.edit_message_reply_markup(
-                        chat_id=query.message.chat.id, message_id=query.message.message_id,
-                        reply_markup=None)
-        if inbound is not None:
-            try:
+        # A press is acknowledged while the conversation handles it, not before: the reply
+        # does not wait for two more round trips to Telegram.
+        ack = asyncio.create_task(self._acknowledge(query)) if query is not None else None
+        try:
+            if inbound is not None:
                 await self.handle(inbound)
-            except Exception:
-                log.exception("telegram.update_error update=%s", update.update_id)
+        except Exception:
+            log.exception("telegram.update_error update=%s", update.update_id)
+        finally:
+            if ack is not None:
+                await ack
+
+    async def _acknowledge(self, query: CallbackQuery) -> None:
+        """Stop the button's spinner and remove the answered question's keyboard."""
+        with contextlib.suppress(TelegramError):
+            await query.answer()
+            if query.message is not None:
+                await self.bot.edit_message_reply_markup(
+                    chat_id=query.message.chat.id, message_id=query.message.message_id,
+                    reply_markup=None)
 
     async def webhook_update(self, data: dict[str, Any]) -> None:
         update = Update.de_json(data, self.bot)

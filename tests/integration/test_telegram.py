@@ -331,3 +331,13 @@ async def test_proposing_an_idea_with_buttons(tg: Telegram) -> None:
     again = await tg.presses(confirm, "Envoyer")  # a second tap on the same button
     assert again is not None and again.text.startswith("Ce bouton vient d'un message précédent")
     assert len(await tg.app.db.run(lambda c: c.execute(mine).all())) == 1
+
+
+async def test_a_failed_acknowledgement_does_not_lose_the_press(tg: Telegram) -> None:
+    welcome = await tg.says("/start")
+    # Telegram refuses to answer a callback query older than a few seconds.
+    tg.fake.fail_next("answerCallbackQuery", 400,
+                      "Bad Request: query is too old and response timeout expired")
+    consent = await tg.presses(welcome, "Français")
+    assert consent is not None and consent.text.startswith("Pour participer")
+    assert any(c.method == "answerCallbackQuery!failed" for c in tg.fake.calls)
