@@ -288,7 +288,7 @@ async def broadcast(args: argparse.Namespace) -> int:
 # --- results -----------------------------------------------------------------------------------
 
 
-def format_results(results: Results, fmt: str) -> str:
+def format_results(results: Results, fmt: str, by: str | None = None) -> str:
     lines = results.lines
     if fmt == "json":
         return json.dumps({
@@ -303,6 +303,15 @@ def format_results(results: Results, fmt: str) -> str:
             "by_departement": results.by_departement,
             "suppressed_below": 5,
         }, ensure_ascii=False, indent=2)
+    if fmt == "csv" and by is not None:
+        # One table per file, as open data wants it; "<5" where a cell is hidden.
+        out = io.StringIO()
+        writer = csv.writer(out)
+        column = {"age": "age_bracket", "departement": "departement"}[by]
+        writer.writerow([column, "ballots"])
+        for key, count in (results.by_age if by == "age" else results.by_departement).items():
+            writer.writerow([key, "<5" if count is None else count])
+        return out.getvalue()
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
@@ -339,7 +348,7 @@ async def results(args: argparse.Namespace) -> int:
             return tally(campaign, campaign_proposals(conn, campaign.id),
                          counted_ballots(conn, campaign.id))
 
-        sys.stdout.write(format_results(await app.db.run(query), args.format))
+        sys.stdout.write(format_results(await app.db.run(query), args.format, args.by))
     finally:
         await app.close()
     return 0
@@ -472,6 +481,9 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("results", help="tally a campaign")
     r.add_argument("slug")
     r.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    r.add_argument("--by", choices=["age", "departement"],
+                   help="CSV of ballots by age bracket or département instead of the tally "
+                        "(table and JSON always include both)")
     r.set_defaults(run=results)
 
     priv = sub.add_parser("privacy", help="GDPR requests").add_subparsers(

@@ -75,6 +75,11 @@ def test_demo_conversation_piped(tmp_path: Path) -> None:
     votes = {p["code"]: p["votes"] for p in data["proposals"]}
     assert votes[f"P{codes[0]}"] == 1 and sum(votes.values()) == 1
     assert data["by_age_bracket"] == {"18-25": None}  # fewer than 5: suppressed
+    by_age = votz(tmp_path, "results", "vie-etudiante-demo", "--format", "csv", "--by", "age")
+    assert by_age.stdout.splitlines() == ["age_bracket,ballots", "18-25,<5"]
+    by_place = votz(tmp_path, "results", "vie-etudiante-demo", "--format", "csv",
+                    "--by", "departement")
+    assert by_place.stdout.splitlines() == ["departement,ballots", "31,<5"]
 
     exported = votz(tmp_path, "privacy", "export", "console", "console")
     assert exported.returncode == 0
