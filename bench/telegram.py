@@ -36,7 +36,7 @@ SCRIPT = ["Bonjour", "1", "1", "3", "31000", "3", "2", "10 11 12", "1", "MENU"]
 
 
 def run(name: str, command: list[str], env: dict[str, str], users: int, folder: Path,
-        ready: str | None) -> tuple[float, int]:
+        ready: str | None) -> float | None:
     port = free_port()
     api = f"http://127.0.0.1:{port}"
     fake = subprocess.Popen([sys.executable, "-m", "bot.testing.fake_telegram", "--port",
@@ -66,9 +66,12 @@ def run(name: str, command: list[str], env: dict[str, str], users: int, folder: 
             time.sleep(0.1)
         elapsed = time.monotonic() - started
         sent = int(summary.get("sent", 0))
+        if sent < expected:  # not a figure: left out of the medians
+            print(f"{name:6} TIMED OUT: {sent} replies to {expected} updates in {elapsed:.1f} s")
+            return None
         print(f"{name:6} {sent} replies to {expected} updates in {elapsed:.1f} s: "
               f"{sent / elapsed:,.0f} updates/s")
-        return sent / elapsed, sent
+        return sent / elapsed
     finally:
         for process in (bot, fake):
             if process is not None:
@@ -87,48 +90,64 @@ def prepare(env: dict[str, str]) -> tuple[Path, dict[str, str], str]:
     return folder, env, f"http://127.0.0.1:{port}/healthz"
 
 
-def persisted(folder: Path) -> str:
+def persisted(folder: Path, users: int) -> bool:
     """What Votz's database holds after a run: each step was committed, not kept in memory."""
     with sqlite3.connect(folder / "bench.db") as db:
         ballots, = db.execute("SELECT count(*) FROM ballots").fetchone()
         states, = db.execute("SELECT count(*) FROM conversations").fetchone()
         sent, = db.execute("SELECT count(*) FROM outbox WHERE status = 'sent'").fetchone()
-    return f"in its database: {states} conversations, {ballots} ballots, {sent} replies sent"
+    ok = (states, ballots, sent) == (users, users, users * len(SCRIPT))
+    print(f"       in its database: {states} conversations, {ballots} ballots, {sent} replies "
+          f"sent{'' if ok else ' — NOT what the dialogue should leave'}")
+    return ok
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else 0.0
-
-
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--users", type=int, default=300)
     parser.add_argument("--rounds", type=int, default=3,
-                        help="runs of each bot, alternated (the machine's noise is large)")
+                        help="runs of each bot, in turn (the machine's noise is large)")
     args = parser.parse_args()
     base = {k: v for k, v in os.environ.items() if not k.startswith("VOTZ_")}
     base.update({"VOTZ_TELEGRAM_TOKEN": TOKEN,
                  # Telegram's pacing (30/s, 1/s per chat) is switched off for both bots.
                  "VOTZ_TELEGRAM_MESSAGES_PER_SECOND": "100000",
                  "VOTZ_TELEGRAM_CHAT_INTERVAL": "0"})
-    figures: dict[str, list[float]] = {"votz": [], "peer": []}
+    pairs: list[tuple[float, float]] = []
+    complete = True
     for round_ in range(1, args.rounds + 1):
         print(f"round {round_}/{args.rounds}")
         folder, env, ready = prepare(base)
-        rate, _ = run("votz", [sys.executable, "-m", "bot", "run"], env, args.users, folder,
-                      ready)
-        figures["votz"].append(rate)
-        print(f"       {persisted(folder)}")
-        rate, _ = run("peer", [sys.executable, str(ROOT / "bench" / "peer" / "ptb_bot.py"),
-                               "--api-url", "{api}", "--data", str(folder / "peer.pickle")],
-                      base, args.users, folder, None)
-        figures["peer"].append(rate)
-    votz, peer = median(figures["votz"]), median(figures["peer"])
-    ratios = [v / p for v, p in zip(figures["votz"], figures["peer"], strict=True) if p]
-    print(f"median votz {votz:,.0f} updates/s, peer {peer:,.0f} updates/s")
+        rates: dict[str, float | None] = {}
+        # Which bot goes first alternates, so neither always gets the fresher machine.
+        for name in (("votz", "peer") if round_ % 2 else ("peer", "votz")):
+            if name == "votz":
+                rates[name] = run("votz", [sys.executable, "-m", "bot", "run"], env,
+                                  args.users, folder, ready)
+                complete = persisted(folder, args.users) and complete
+            else:
+                rates[name] = run("peer", [sys.executable,
+                                           str(ROOT / "bench" / "peer" / "ptb_bot.py"),
+                                           "--api-url", "{api}", "--data",
+                                           str(folder / "peer.pickle")],
+                                  base, args.users, folder, None)
+        votz_rate, peer_rate = rates["votz"], rates["peer"]
+        if votz_rate is None or peer_rate is None:
+            complete = False
+            continue
+        pairs.append((votz_rate, peer_rate))
+    if not pairs:
+        print("no round completed")
+        return 1
+    votz = statistics.median(v for v, _ in pairs)
+    peer = statistics.median(p for _, p in pairs)
+    ratios = [v / p for v, p in pairs]
+    print(f"median votz {votz:,.0f} updates/s, peer {peer:,.0f} updates/s "
+          f"({len(pairs)} complete round(s) of {args.rounds})")
     print(f"ratio  Votz / peer = {votz / peer:.2f} (median; per round "
           f"{min(ratios):.2f}–{max(ratios):.2f})")
+    return 0 if complete else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

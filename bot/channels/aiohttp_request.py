@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 import aiohttp
 from telegram.error import NetworkError, TimedOut
@@ -30,6 +32,7 @@ class AiohttpRequest(BaseRequest):
         self._connect_timeout = connect_timeout
         self._pool_timeout = pool_timeout
         self._session: aiohttp.ClientSession | None = None
+        self._proxies: dict[tuple[str, str], str | None] = {}
 
     @property
     def read_timeout(self) -> float | None:
@@ -37,6 +40,7 @@ class AiohttpRequest(BaseRequest):
 
     async def initialize(self) -> None:
         if self._session is None or self._session.closed:
+            # TLS is checked against the system's certificate store. Proxies: see _proxy.
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._pool_size),
                 headers={"User-Agent": self.USER_AGENT})
@@ -45,6 +49,19 @@ class AiohttpRequest(BaseRequest):
         if self._session is not None and not self._session.closed:
             await self._session.close()
         self._session = None
+
+    def _proxy(self, url: str) -> str | None:
+        """HTTP(S)_PROXY and NO_PROXY apply, as they did with PTB's httpx client.
+
+        Read once per host: aiohttp's `trust_env` would look them (and ~/.netrc) up again in a
+        worker thread on every request, two thread hops per message.
+        """
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.hostname or "")
+        if key not in self._proxies:
+            proxy = getproxies().get(parts.scheme)
+            self._proxies[key] = None if not proxy or proxy_bypass(key[1]) else proxy
+        return self._proxies[key]
 
     @staticmethod
     def _timeout(value: Any, default: float | None) -> float | None:
@@ -69,9 +86,12 @@ class AiohttpRequest(BaseRequest):
         write = self._timeout(write_timeout, self._write_timeout)
         connect = self._timeout(connect_timeout, self._connect_timeout)
         pool = self._timeout(pool_timeout, self._pool_timeout)
-        # aiohttp has no separate write timeout: the whole call gets read + write.
-        total = None if read is None or write is None else read + write
-        timeout = aiohttp.ClientTimeout(total=total, connect=pool, sock_connect=connect,
+        # aiohttp has no separate write timeout: the whole call gets the sum of them all. Its
+        # `connect` covers waiting for a free connection *and* opening one, so it gets both.
+        parts = (read, write, pool, connect)
+        total = None if None in parts else sum(p for p in parts if p is not None)
+        waiting = None if pool is None or connect is None else pool + connect
+        timeout = aiohttp.ClientTimeout(total=total, connect=waiting, sock_connect=connect,
                                         sock_read=read)
         kwargs: dict[str, Any] = {}
         if request_data is not None:
@@ -89,7 +109,8 @@ class AiohttpRequest(BaseRequest):
                 kwargs["data"] = json.dumps(request_data.parameters)
                 kwargs["headers"] = {"Content-Type": "application/json"}
         try:
-            async with self._session.request(method, url, timeout=timeout, **kwargs) as response:
+            async with self._session.request(method, url, timeout=timeout,
+                                             proxy=self._proxy(url), **kwargs) as response:
                 return response.status, await response.read()
         except TimeoutError as exc:
             raise TimedOut from exc

@@ -17,6 +17,7 @@ several thread hops, and an inbound message needs about six statements; `bench/i
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from bot.errors import ConfigError
 
 T = TypeVar("T")
+log = logging.getLogger("votz.db")
 
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -57,14 +59,25 @@ def _sqlite_setup(engine: Engine) -> None:
 GROUP_LIMIT = 64  # units sharing one commit at most
 
 
-def _settle(futures: list[asyncio.Future[Any]], outcomes: list[tuple[bool, Any]]) -> None:
-    for future, (ok, value) in zip(futures, outcomes, strict=True):
-        if future.cancelled():
+Settled = tuple[asyncio.Future[Any], bool, Any]
+
+
+def _settle(items: list[Settled]) -> None:
+    """Hand each unit's outcome to its waiter (on the event loop's thread)."""
+    for future, ok, value in items:
+        if future.done():  # cancelled meanwhile: the unit ran anyway
             continue
-        if ok:
-            future.set_result(value)
-        else:
-            future.set_exception(value)
+        try:
+            if ok:
+                future.set_result(value)
+            else:
+                if isinstance(value, StopIteration):  # asyncio refuses it as an exception
+                    value = RuntimeError(f"unit of work raised {value!r}")
+                future.set_exception(value)
+        except Exception:  # never leave the others of the group waiting
+            log.exception("db.group.settle_failed")
+            if not future.done():
+                future.set_exception(RuntimeError("unit of work outcome lost"))
 
 
 def normalise_url(url: str) -> str:
@@ -97,6 +110,7 @@ class Database:
         # Units waiting to share one SQLite transaction (see run_grouped).
         self._group: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
         self._group_lock = threading.Lock()
+        self._closing = False
         if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
             self._sync = create_engine(self.url)
             _sqlite_setup(self._sync)
@@ -130,7 +144,8 @@ class Database:
         if self._executor is not None:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, self._run_in_thread, fn)
-        assert self._async is not None
+        if self._async is None:
+            raise RuntimeError("the database is closed")
         async with self._async.begin() as conn:
             return await conn.run_sync(fn)
 
@@ -145,21 +160,31 @@ class Database:
         """
         if self._executor is None:
             return await self.run(fn)
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         with self._group_lock:
+            if self._closing:
+                raise RuntimeError("the database is closed")
             self._group.append((fn, future))
             first = len(self._group) == 1
         if first:
-            self._executor.submit(self._run_group, loop)
+            self._executor.submit(self._run_group)
         return await future
 
-    def _run_group(self, loop: asyncio.AbstractEventLoop) -> None:
+    def _take_group(self) -> list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]]:
         with self._group_lock:
             units, self._group = self._group[:GROUP_LIMIT], self._group[GROUP_LIMIT:]
-            if self._group:  # more than one group's worth: the rest goes next
-                assert self._executor is not None
-                self._executor.submit(self._run_group, loop)
+            if self._group and not self._closing:  # more than a group's worth: the rest next,
+                assert self._executor is not None  # after whatever else is queued
+                self._executor.submit(self._run_group)
+        return units
+
+    def _run_group(self) -> None:
+        units = self._take_group()
+        if units:
+            self._commit_group(units)
+
+    def _commit_group(self, units: list[tuple[Callable[[Connection], Any],
+                                             asyncio.Future[Any]]]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
             if len(units) == 1:
@@ -174,19 +199,35 @@ class Database:
                         raw.execute("SAVEPOINT unit")
                         try:
                             outcomes.append((True, fn(conn)))
-                        except Exception as exc:  # this unit alone is rolled back
-                            raw.execute("ROLLBACK TO unit")
+                        except Exception as exc:
+                            if not raw.in_transaction:
+                                # SQLite rolled the whole transaction back itself (disk full,
+                                # I/O error): the group fails, with this unit's cause.
+                                raise
+                            raw.execute("ROLLBACK TO unit")  # this unit alone is undone
                             outcomes.append((False, exc))
                         raw.execute("RELEASE unit")
 
                 self._run_in_thread(each)
         except BaseException as exc:  # BEGIN or COMMIT failed: nothing of the group is kept
             outcomes = [(False, exc)] * len(units)
-        loop.call_soon_threadsafe(_settle, [f for _, f in units], outcomes)
+        by_loop: dict[asyncio.AbstractEventLoop, list[Settled]] = {}
+        for (_, future), (ok, value) in zip(units, outcomes, strict=True):
+            by_loop.setdefault(future.get_loop(), []).append((future, ok, value))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, items)
+            except RuntimeError:  # that event loop is closed: nobody waits any more
+                log.warning("db.group.loop_closed units=%d", len(items))
 
     async def close(self) -> None:
         if self._executor is not None:
             def _close() -> None:
+                # Units still waiting for a group commit are committed first, not dropped.
+                with self._group_lock:
+                    self._closing = True
+                while units := self._take_group():
+                    self._commit_group(units)
                 conn: Connection | None = getattr(self._local, "conn", None)
                 if conn is not None:
                     conn.close()

@@ -109,10 +109,16 @@ class FakeTelegram:
         with self._lock:
             pending, self._updates = self._updates, []
         statuses = []
-        async with httpx.AsyncClient() as client:
-            for update in pending:
+        async with httpx.AsyncClient(timeout=60) as client:
+            for n, update in enumerate(pending):
                 headers = {"X-Telegram-Bot-Api-Secret-Token": self.webhook.get("secret", "")}
-                response = await client.post(self.webhook["url"], json=update, headers=headers)
+                try:
+                    response = await client.post(self.webhook["url"], json=update,
+                                                 headers=headers)
+                except httpx.HTTPError:  # kept for the next delivery, as Telegram retries
+                    with self._lock:
+                        self._updates[:0] = pending[n:]
+                    raise
                 statuses.append(response.status_code)
         return statuses
 
@@ -206,16 +212,18 @@ class FakeTelegram:
         """`POST /fake/press` with [[user id, button label], ...]: people tap the button with
         that label (or ending with it: "P7 Bancs" for "Bancs") on the latest message showing it.
         """
-        pressed = []
-        for user_id, label in await request.json():
+        taps = []
+        for user_id, label in await request.json():  # all found, or none pressed
             found = next(((c, data) for c in reversed(self.sent(int(user_id)))
                           for text, data in c.buttons if text == label
                           or text.endswith(" " + label)), None)
             if found is None:
                 return JSONResponse({"ok": False, "description":
                                      f"no button {label!r} sent to {user_id}"}, status_code=404)
-            call, data = found
-            self.presses(int(user_id), data, call.result["message_id"])
+            taps.append((int(user_id), *found))
+        pressed = []
+        for user_id, call, data in taps:
+            self.presses(user_id, data, call.result["message_id"])
             pressed.append(data)
         body: dict[str, Any] = {"ok": True, "pressed": pressed}
         if self.webhook:

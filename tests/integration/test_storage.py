@@ -7,6 +7,7 @@ import re
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -397,3 +398,61 @@ async def test_grouped_units_share_commits_and_fail_alone(
         assert count == 0
     finally:
         await db.close()
+
+
+async def test_group_commit_edge_cases(tmp_path: Path) -> None:
+    """SQLite: odd exceptions, a full disk and closing with units waiting lose no waiter."""
+    from sqlalchemy import Column, Connection, Integer, LargeBinary, MetaData, Table, insert, text
+
+    from bot.store.db import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'group.db'}")
+    notes = Table("notes", MetaData(), Column("n", Integer, primary_key=True),
+                  Column("blob", LargeBinary))
+
+    def unit(n: int, blob: bytes = b"", error: BaseException | None = None) -> Any:
+        def fn(conn: Connection) -> int:
+            conn.execute(insert(notes).values(n=n, blob=blob))
+            if error is not None:
+                raise error
+            return n
+        return fn
+
+    async def stored() -> list[int]:
+        return await db.run(lambda c: sorted(c.execute(select(notes.c.n)).scalars()))
+
+    await db.run(lambda conn: notes.create(conn))
+    # StopIteration cannot be set on an asyncio future: the others must still be answered.
+    outcomes = await asyncio.wait_for(asyncio.gather(
+        *(db.run_grouped(unit(n, error=StopIteration() if n == 3 else None))
+          for n in range(10)), return_exceptions=True), timeout=10)
+    assert isinstance(outcomes[3], RuntimeError)
+    assert [o for o in outcomes if not isinstance(o, BaseException)] == \
+        [n for n in range(10) if n != 3]
+    assert await stored() == [n for n in range(10) if n != 3]
+
+    # A full disk rolls the whole transaction back: every unit hears the real cause.
+    pages = await db.run(lambda c: c.execute(text("PRAGMA page_count")).scalar_one())
+    await db.run(lambda c: c.exec_driver_sql(f"PRAGMA max_page_count={pages + 2}"))
+    outcomes = await asyncio.gather(
+        *(db.run_grouped(unit(n, blob=b"x" * 200_000 if n == 13 else b"")) for n in range(10, 20)),
+        return_exceptions=True)
+    assert all("full" in str(o) for o in outcomes), outcomes
+    assert await stored() == [n for n in range(10) if n != 3]
+    await db.run(lambda c: c.exec_driver_sql("PRAGMA max_page_count=1073741823"))
+
+    # Closing with more than a group's worth waiting: all of them commit and are answered.
+    slow = asyncio.ensure_future(db.run(lambda c: __import__("time").sleep(0.2)))
+    await asyncio.sleep(0.05)
+    waiting = [asyncio.ensure_future(db.run_grouped(unit(n))) for n in range(100, 300)]
+    await asyncio.sleep(0)
+    await slow
+    await asyncio.wait_for(db.close(), timeout=10)
+    assert [f.result() for f in waiting] == list(range(100, 300))
+    with pytest.raises(RuntimeError, match="closed"):
+        await db.run_grouped(unit(999))
+    again = Database(f"sqlite:///{tmp_path / 'group.db'}")
+    try:
+        assert (await again.run(lambda c: c.execute(select(notes.c.n)).scalars().all()))[-1] == 299
+    finally:
+        await again.close()
