@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -161,3 +161,43 @@ def code_of(app: App, title: str) -> str:
         if proposal.title["fr"] == title:
             return proposal.code
     raise KeyError(title)
+
+
+@dataclass
+class Proxy:
+    """A local HTTP proxy that answers every request itself with `body` and records it."""
+
+    url: str
+    seen: list[str]
+    body: dict[str, object]
+
+
+@pytest.fixture
+async def http_proxy(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Proxy]:
+    """Sets HTTP_PROXY (and clears NO_PROXY) to a recording proxy on loopback."""
+    import asyncio
+    import json
+
+    proxy = Proxy("", [], {})
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        proxy.seen.append(head.splitlines()[0])
+        length = next((int(line.split(":")[1]) for line in head.splitlines()
+                       if line.lower().startswith("content-length:")), 0)
+        await reader.readexactly(length)
+        body = json.dumps(proxy.body).encode()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    proxy.url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    try:
+        yield proxy
+    finally:
+        server.close()

@@ -20,6 +20,13 @@ from telegram.error import NetworkError, TimedOut
 from telegram.request import BaseRequest, RequestData
 
 
+def env_proxy(url: str) -> str | None:
+    """The proxy the environment (HTTP_PROXY, HTTPS_PROXY, NO_PROXY) sets for `url`, if any."""
+    parts = urlsplit(url)
+    proxy = getproxies().get(parts.scheme)
+    return None if not proxy or proxy_bypass(parts.hostname or "") else proxy
+
+
 class AiohttpRequest(BaseRequest):
     """A `BaseRequest` on one aiohttp session with a bounded connection pool."""
 
@@ -59,8 +66,7 @@ class AiohttpRequest(BaseRequest):
         parts = urlsplit(url)
         key = (parts.scheme, parts.hostname or "")
         if key not in self._proxies:
-            proxy = getproxies().get(parts.scheme)
-            self._proxies[key] = None if not proxy or proxy_bypass(key[1]) else proxy
+            self._proxies[key] = env_proxy(url)
         return self._proxies[key]
 
     @staticmethod

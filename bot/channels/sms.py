@@ -15,6 +15,7 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
 from twilio.rest import Client
 
+from bot.channels.aiohttp_request import env_proxy
 from bot.channels.base import (
     PermanentSendError,
     Reply,
@@ -61,8 +62,14 @@ class TwilioSender:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        api = settings.twilio_api_url or "https://api.twilio.com"
+        http = AsyncTwilioHttpClient(pool_connections=False, timeout=10)
+        # twilio 9.13's async client keeps a proxy_url but never passes it on; its session is
+        # ours instead, reading HTTP(S)_PROXY itself when the environment names one (that
+        # lookup costs a thread hop per request, so only then).
+        http.session = aiohttp.ClientSession(trust_env=env_proxy(api) is not None)
         self.client = Client(settings.twilio_account_sid, settings.twilio_auth_token,
-                             http_client=AsyncTwilioHttpClient(timeout=10))
+                             http_client=http)
         if settings.twilio_api_url:
             self.client.api.base_url = settings.twilio_api_url.rstrip("/")
         self.status_callback = (settings.public_url.rstrip("/") + "/sms/status"

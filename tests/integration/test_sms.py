@@ -12,13 +12,14 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from bot.app import App
+from bot.channels.base import Reply
 from bot.channels.sms import TwilioSender
 from bot.config import Settings
 from bot.store.tables import outbox, participants
 from bot.testing.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from bot.testing.server import LocalServer
 from bot.web import EMPTY_TWIML, create_web_app
-from tests.conftest import CAMPAIGNS, FixedClock, code_of
+from tests.conftest import CAMPAIGNS, FixedClock, Proxy, code_of
 
 PUBLIC = "https://votz.example.org"
 MOBILE = "+33612345678"
@@ -236,3 +237,20 @@ async def test_health_and_metrics(sms: Sms) -> None:
     metrics = (await sms.client.get("/metrics")).text
     assert "votz_sms_inbound_total 1" in metrics
     assert 'votz_outbox_messages{status="sent"} 1' in metrics
+
+
+async def test_twilio_calls_go_through_the_proxy_from_the_environment(
+        http_proxy: Proxy, tmp_path: Path) -> None:
+    http_proxy.body = {"sid": "SM" + "0" * 32, "status": "queued"}
+    settings = replace(
+        Settings.from_env({}, dotenv=None), twilio_account_sid=ACCOUNT_SID,
+        twilio_auth_token=AUTH_TOKEN, twilio_from="+33756000000",
+        twilio_api_url="http://api.twilio.invalid")  # never resolved: only the proxy answers
+    sender = TwilioSender(settings)
+    try:
+        sent = await sender.send("+33612345678", Reply("Bonjour"))
+    finally:
+        await sender.close()
+    assert sent.provider_id == "SM" + "0" * 32
+    assert http_proxy.seen == [f"POST http://api.twilio.invalid/2010-04-01/Accounts/"
+                               f"{ACCOUNT_SID}/Messages.json HTTP/1.1"]

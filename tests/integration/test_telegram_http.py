@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -15,6 +14,7 @@ from bot.channels.base import Reply, ReplyChoice, TransientSendError
 from bot.channels.telegram import TelegramSender
 from bot.testing.fake_telegram import BOT, TOKEN, FakeTelegram
 from bot.testing.server import LocalServer, free_port
+from tests.conftest import Proxy
 
 
 @pytest.fixture
@@ -106,36 +106,18 @@ async def test_calls_before_initialize_are_refused() -> None:
         await request.do_request("http://127.0.0.1:9/botX/getMe", "POST")
 
 
-async def test_the_proxy_from_the_environment_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_proxy_from_the_environment_is_used(http_proxy: Proxy,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """A deployment behind an outbound proxy (HTTP_PROXY) reaches Telegram through it."""
-    seen: list[str] = []
-
-    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        head = (await reader.readuntil(b"\r\n\r\n")).decode()
-        seen.append(head.splitlines()[0])
-        length = next((int(line.split(":")[1]) for line in head.splitlines()
-                       if line.lower().startswith("content-length:")), 0)
-        await reader.readexactly(length)
-        body = json.dumps({"ok": True, "result": BOT}).encode()
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                     b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
-        await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(proxy, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
+    http_proxy.body = {"ok": True, "result": BOT}
     # A reserved name that is never resolved here: only the proxy can answer.
     bot = await bot_at("http://api.telegram.invalid")
     try:
         me = await bot.get_me()
     finally:
         await bot.request.shutdown()
-        server.close()
     assert me.username == "votz_region_bot"
-    assert seen == [f"POST http://api.telegram.invalid/bot{TOKEN}/getMe HTTP/1.1"]
+    assert http_proxy.seen == [f"POST http://api.telegram.invalid/bot{TOKEN}/getMe HTTP/1.1"]
     # NO_PROXY names the host: the proxy is bypassed (and nobody listens there).
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     direct = await bot_at(f"http://127.0.0.1:{free_port()}")
@@ -144,4 +126,4 @@ async def test_the_proxy_from_the_environment_is_used(monkeypatch: pytest.Monkey
             await direct.get_me()
     finally:
         await direct.request.shutdown()
-    assert len(seen) == 1
+    assert len(http_proxy.seen) == 1
