@@ -118,19 +118,15 @@ def main() -> int:
     for round_ in range(1, args.rounds + 1):
         print(f"round {round_}/{args.rounds}")
         folder, env, ready = prepare(base)
-        rates: dict[str, float | None] = {}
+        peer = [sys.executable, str(ROOT / "bench" / "peer" / "ptb_bot.py"),
+                "--api-url", "{api}", "--data", str(folder / "peer.pickle")]
+        bots = {"votz": ([sys.executable, "-m", "bot", "run"], env, ready),
+                "peer": (peer, base, None)}
         # Which bot goes first alternates, so neither always gets the fresher machine.
-        for name in (("votz", "peer") if round_ % 2 else ("peer", "votz")):
-            if name == "votz":
-                rates[name] = run("votz", [sys.executable, "-m", "bot", "run"], env,
-                                  args.users, folder, ready)
-                complete = persisted(folder, args.users) and complete
-            else:
-                rates[name] = run("peer", [sys.executable,
-                                           str(ROOT / "bench" / "peer" / "ptb_bot.py"),
-                                           "--api-url", "{api}", "--data",
-                                           str(folder / "peer.pickle")],
-                                  base, args.users, folder, None)
+        order = ("votz", "peer") if round_ % 2 else ("peer", "votz")
+        rates = {name: run(name, bots[name][0], bots[name][1], args.users, folder,
+                           bots[name][2]) for name in order}
+        complete = persisted(folder, args.users) and complete
         votz_rate, peer_rate = rates["votz"], rates["peer"]
         if votz_rate is None or peer_rate is None:
             complete = False

@@ -307,9 +307,10 @@ def format_results(results: Results, fmt: str, by: str | None = None) -> str:
         # One table per file, as open data wants it; "<5" where a cell is hidden.
         out = io.StringIO()
         writer = csv.writer(out)
-        column = {"age": "age_bracket", "departement": "departement"}[by]
+        column, counts = (("age_bracket", results.by_age) if by == "age"
+                          else ("departement", results.by_departement))
         writer.writerow([column, "ballots"])
-        for key, count in (results.by_age if by == "age" else results.by_departement).items():
+        for key, count in counts.items():
             writer.writerow([key, "<5" if count is None else count])
         return out.getvalue()
     if fmt == "csv":

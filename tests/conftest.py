@@ -14,6 +14,8 @@ import pytest
 from bot.app import App
 from bot.channels.base import Inbound, Reply, SendResult, numbered
 from bot.config import Settings
+from bot.testing.fake_telegram import FakeTelegram
+from bot.testing.server import LocalServer
 
 HERE = Path(__file__).resolve().parent
 CAMPAIGNS = HERE / "campaigns"
@@ -201,3 +203,11 @@ async def http_proxy(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Proxy]:
         yield proxy
     finally:
         server.close()
+
+
+@pytest.fixture
+def fake_telegram() -> Iterator[tuple[FakeTelegram, str]]:
+    """A fake Bot API on a loopback port: (the fake, its URL)."""
+    fake = FakeTelegram()
+    with LocalServer(fake.asgi()) as server:
+        yield fake, server.url

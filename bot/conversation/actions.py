@@ -319,9 +319,14 @@ def route_vote(turn: Turn, value: Any = None) -> str:
     return _route(turn, Phase.VOTE, N_("vote.none"))
 
 
+def _lacks_phone(turn: Turn, campaign: Campaign) -> bool:
+    """The campaign wants a verified number and this person has given none."""
+    return campaign.verified_phone and not turn.profile.phone
+
+
 def _phone_check(turn: Turn, campaign: Campaign) -> str | None:
     """None when the campaign's phone rule is met; else the outcome to take."""
-    if not campaign.verified_phone or turn.profile.phone:
+    if not _lacks_phone(turn, campaign):
         return None
     if turn.ctx.channel == "telegram":
         return "need_phone"
@@ -443,7 +448,7 @@ def cast_ballot(turn: Turn, value: Any) -> str:
     refusal = may_vote(turn.profile, campaign, turn.now)
     if refusal is not None:
         return _refuse(turn, refusal, campaign)
-    if campaign.verified_phone and not turn.profile.phone:
+    if _lacks_phone(turn, campaign):
         return _refuse(turn, Refusal.PHONE, campaign)
     if not _check_ballot(turn, campaign, ids):
         return "refused"
@@ -481,7 +486,7 @@ def vote_shortcut(turn: Turn, tokens: list[str]) -> str:
     if refusal is not None:
         _refuse(turn, refusal, campaign)
         return "main.menu"
-    if campaign.verified_phone and not turn.profile.phone:
+    if _lacks_phone(turn, campaign):
         return "vote.pick"  # asks for the number (Telegram) or explains (elsewhere)
     if not _check_ballot(turn, campaign, ids):
         return "vote.pick"

@@ -59,6 +59,7 @@ def _sqlite_setup(engine: Engine) -> None:
 GROUP_LIMIT = 64  # units sharing one commit at most
 
 
+Unit = tuple[Callable[[Connection], Any], asyncio.Future[Any]]  # work and its waiter
 Settled = tuple[asyncio.Future[Any], bool, Any]
 
 
@@ -108,7 +109,7 @@ class Database:
         self._executor: ThreadPoolExecutor | None = None
         self._local = threading.local()
         # Units waiting to share one SQLite transaction (see run_grouped).
-        self._group: list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]] = []
+        self._group: list[Unit] = []
         self._group_lock = threading.Lock()
         self._closing = False
         if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
@@ -170,7 +171,7 @@ class Database:
             self._executor.submit(self._run_group)
         return await future
 
-    def _take_group(self) -> list[tuple[Callable[[Connection], Any], asyncio.Future[Any]]]:
+    def _take_group(self) -> list[Unit]:
         with self._group_lock:
             units, self._group = self._group[:GROUP_LIMIT], self._group[GROUP_LIMIT:]
             if self._group and not self._closing:  # more than a group's worth: the rest next,
@@ -183,8 +184,7 @@ class Database:
         if units:
             self._commit_group(units)
 
-    def _commit_group(self, units: list[tuple[Callable[[Connection], Any],
-                                             asyncio.Future[Any]]]) -> None:
+    def _commit_group(self, units: list[Unit]) -> None:
         outcomes: list[tuple[bool, Any]] = []
         try:
             if len(units) == 1:

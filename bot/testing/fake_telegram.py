@@ -43,6 +43,12 @@ class Call:
         return [(b["text"], b["callback_data"]) for row in markup.get("inline_keyboard", [])
                 for b in row]
 
+    def data_of(self, label: str) -> str | None:
+        """The callback data of the button labelled `label` (or ending with it: "P7 Bancs"
+        for "Bancs"), if this message has one."""
+        return next((data for text, data in self.buttons
+                     if text == label or text.endswith(" " + label)), None)
+
 
 @dataclass
 class FakeTelegram:
@@ -128,6 +134,11 @@ class FakeTelegram:
         return [c for c in self.calls if c.method == "sendMessage"
                 and (user_id is None or str(c.params["chat_id"]) == str(user_id))]
 
+    def button(self, user_id: int, label: str) -> tuple[Call, str] | None:
+        """The latest message to this person with that button, and the button's data."""
+        return next(((c, data) for c in reversed(self.sent(user_id))
+                     if (data := c.data_of(label)) is not None), None)
+
     def fail_next(self, method: str, code: int, description: str,
                   parameters: dict[str, Any] | None = None) -> None:
         self.failures.append((method, code, description, parameters or {}))
@@ -209,14 +220,11 @@ class FakeTelegram:
         return JSONResponse({"ok": True})
 
     async def press(self, request: Request) -> Response:
-        """`POST /fake/press` with [[user id, button label], ...]: people tap the button with
-        that label (or ending with it: "P7 Bancs" for "Bancs") on the latest message showing it.
-        """
+        """`POST /fake/press` with [[user id, button label], ...]: people tap that button (see
+        `button`)."""
         taps = []
         for user_id, label in await request.json():  # all found, or none pressed
-            found = next(((c, data) for c in reversed(self.sent(int(user_id)))
-                          for text, data in c.buttons if text == label
-                          or text.endswith(" " + label)), None)
+            found = self.button(int(user_id), label)
             if found is None:
                 return JSONResponse({"ok": False, "description":
                                      f"no button {label!r} sent to {user_id}"}, status_code=404)

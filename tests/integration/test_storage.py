@@ -4,13 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import (
+    Column,
+    Connection,
+    Integer,
+    LargeBinary,
+    MetaData,
+    Table,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.exc import IntegrityError
 
 from bot.app import App
@@ -18,6 +31,7 @@ from bot.channels.base import Inbound, PermanentSendError, Reply, SendResult, Tr
 from bot.delivery.outbox import MAX_ATTEMPTS, OutboxStatus, claim, queue_values
 from bot.domain.results import tally
 from bot.errors import FrozenRulesError
+from bot.store.db import Database
 from bot.store.repo import (
     campaign_proposals,
     counted_ballots,
@@ -340,19 +354,36 @@ async def test_hot_statements_read_the_same_through_the_driver(app: App,
     assert consent_at.tzinfo is not None and step == "main.menu"
 
 
+NOTES = Table("group_notes", MetaData(), Column("n", Integer, primary_key=True),
+              Column("blob", LargeBinary))
+
+
+def note(n: int, *, value: int | None = None, blob: bytes = b"",
+         error: BaseException | None = None, duplicate: bool = False
+         ) -> Callable[[Connection], int]:
+    """A unit of work that writes note `n` (twice if `duplicate`), then maybe raises."""
+    def fn(conn: Connection) -> int:
+        conn.execute(insert(NOTES).values(n=n, blob=blob))
+        if duplicate:
+            conn.execute(insert(NOTES).values(n=n))  # the database refuses
+        if error is not None:
+            raise error
+        return n if value is None else value
+    return fn
+
+
+def stored_notes(conn: Connection) -> list[int]:
+    return sorted(conn.execute(select(NOTES.c.n)).scalars())
+
+
 async def test_grouped_units_share_commits_and_fail_alone(
         database: tuple[str, str | None]) -> None:
     """Under a burst, units share a commit (SQLite); one that raises is rolled back alone."""
-    from sqlalchemy import Column, Connection, Integer, MetaData, Table, event, func, insert
-
-    from bot.store.db import Database
-
     url, schema = database
     db = Database(url, schema=schema)
-    notes = Table("group_notes", MetaData(), Column("n", Integer, primary_key=True))
     commits = 0
     try:
-        await db.run(lambda conn: notes.create(conn))
+        await db.run(lambda conn: NOTES.create(conn))
         engine = db._sync if db._sync is not None else db._async.sync_engine  # type: ignore[union-attr]
 
         @event.listens_for(engine, "commit")
@@ -360,15 +391,9 @@ async def test_grouped_units_share_commits_and_fail_alone(
             nonlocal commits
             commits += 1
 
-        def unit(n: int) -> int:
-            def fn(conn: Connection) -> int:
-                conn.execute(insert(notes).values(n=n))
-                if n == 3:
-                    conn.execute(insert(notes).values(n=n))  # the database refuses
-                if n == 7:
-                    raise ValueError("unit 7 breaks after writing")
-                return n * 10
-            return fn  # type: ignore[return-value]
+        def unit(n: int) -> Callable[[Connection], int]:
+            return note(n, value=n * 10, duplicate=n == 3,
+                        error=ValueError("unit 7 breaks after writing") if n == 7 else None)
 
         outcomes = await asyncio.gather(*(db.run_grouped(unit(n)) for n in range(20)),
                                         return_exceptions=True)
@@ -377,7 +402,7 @@ async def test_grouped_units_share_commits_and_fail_alone(
         assert isinstance(outcomes[3], IntegrityError)
         assert isinstance(outcomes[7], ValueError)
         grouped_commits = commits
-        stored = await db.run(lambda conn: sorted(conn.execute(select(notes.c.n)).scalars()))
+        stored = await db.run(stored_notes)
         assert stored == [n for n in range(20) if n not in (3, 7)]
         if db.dialect == "sqlite" and db._executor is not None:
             assert grouped_commits < 18  # several units per commit
@@ -394,7 +419,7 @@ async def test_grouped_units_share_commits_and_fail_alone(
         assert all(isinstance(o, OSError) for o in outcomes)
         event.remove(engine, "commit", _fail)
         count = await db.run(lambda conn: conn.execute(
-            select(func.count()).select_from(notes).where(notes.c.n >= 100)).scalar_one())
+            select(func.count()).select_from(NOTES).where(NOTES.c.n >= 100)).scalar_one())
         assert count == 0
     finally:
         await db.close()
@@ -402,29 +427,15 @@ async def test_grouped_units_share_commits_and_fail_alone(
 
 async def test_group_commit_edge_cases(tmp_path: Path) -> None:
     """SQLite: odd exceptions, a full disk and closing with units waiting lose no waiter."""
-    from sqlalchemy import Column, Connection, Integer, LargeBinary, MetaData, Table, insert, text
-
-    from bot.store.db import Database
-
     db = Database(f"sqlite:///{tmp_path / 'group.db'}")
-    notes = Table("notes", MetaData(), Column("n", Integer, primary_key=True),
-                  Column("blob", LargeBinary))
-
-    def unit(n: int, blob: bytes = b"", error: BaseException | None = None) -> Any:
-        def fn(conn: Connection) -> int:
-            conn.execute(insert(notes).values(n=n, blob=blob))
-            if error is not None:
-                raise error
-            return n
-        return fn
 
     async def stored() -> list[int]:
-        return await db.run(lambda c: sorted(c.execute(select(notes.c.n)).scalars()))
+        return await db.run(stored_notes)
 
-    await db.run(lambda conn: notes.create(conn))
+    await db.run(lambda conn: NOTES.create(conn))
     # StopIteration cannot be set on an asyncio future: the others must still be answered.
     outcomes = await asyncio.wait_for(asyncio.gather(
-        *(db.run_grouped(unit(n, error=StopIteration() if n == 3 else None))
+        *(db.run_grouped(note(n, error=StopIteration() if n == 3 else None))
           for n in range(10)), return_exceptions=True), timeout=10)
     assert isinstance(outcomes[3], RuntimeError)
     assert [o for o in outcomes if not isinstance(o, BaseException)] == \
@@ -435,24 +446,24 @@ async def test_group_commit_edge_cases(tmp_path: Path) -> None:
     pages = await db.run(lambda c: c.execute(text("PRAGMA page_count")).scalar_one())
     await db.run(lambda c: c.exec_driver_sql(f"PRAGMA max_page_count={pages + 2}"))
     outcomes = await asyncio.gather(
-        *(db.run_grouped(unit(n, blob=b"x" * 200_000 if n == 13 else b"")) for n in range(10, 20)),
+        *(db.run_grouped(note(n, blob=b"x" * 200_000 if n == 13 else b"")) for n in range(10, 20)),
         return_exceptions=True)
     assert all("full" in str(o) for o in outcomes), outcomes
     assert await stored() == [n for n in range(10) if n != 3]
     await db.run(lambda c: c.exec_driver_sql("PRAGMA max_page_count=1073741823"))
 
     # Closing with more than a group's worth waiting: all of them commit and are answered.
-    slow = asyncio.ensure_future(db.run(lambda c: __import__("time").sleep(0.2)))
+    slow = asyncio.ensure_future(db.run(lambda c: time.sleep(0.2)))
     await asyncio.sleep(0.05)
-    waiting = [asyncio.ensure_future(db.run_grouped(unit(n))) for n in range(100, 300)]
+    waiting = [asyncio.ensure_future(db.run_grouped(note(n))) for n in range(100, 300)]
     await asyncio.sleep(0)
     await slow
     await asyncio.wait_for(db.close(), timeout=10)
     assert [f.result() for f in waiting] == list(range(100, 300))
     with pytest.raises(RuntimeError, match="closed"):
-        await db.run_grouped(unit(999))
+        await db.run_grouped(note(999))
     again = Database(f"sqlite:///{tmp_path / 'group.db'}")
     try:
-        assert (await again.run(lambda c: c.execute(select(notes.c.n)).scalars().all()))[-1] == 299
+        assert (await again.run(stored_notes))[-1] == 299
     finally:
         await again.close()

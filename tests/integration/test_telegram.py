@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,19 +15,11 @@ from bot.channels.telegram import TelegramReceiver, TelegramSender, make_bot
 from bot.config import Settings
 from bot.store.tables import ballots, outbox, participants, proposals
 from bot.testing.fake_telegram import TOKEN, Call, FakeTelegram
-from bot.testing.server import LocalServer
 from bot.web import create_web_app
 from tests.conftest import CAMPAIGNS, FixedClock, code_of
 
 PUBLIC = "https://votz.example.org"
 ANNE = 1001
-
-
-@pytest.fixture
-def fake_telegram() -> Iterator[tuple[FakeTelegram, str]]:
-    fake = FakeTelegram()
-    with LocalServer(fake.asgi()) as server:
-        yield fake, server.url
 
 
 @dataclass
@@ -59,8 +51,8 @@ class Telegram:
         return sent[0]
 
     async def presses(self, message: Call, label: str, *, user: int = ANNE) -> Call | None:
-        data = next(d for text, d in message.buttons if text == label or
-                    text.endswith(" " + label))
+        data = message.data_of(label)
+        assert data is not None, (label, message.buttons)
         before = len(self.fake.sent(user))
         self.fake.presses(user, data, message.result["message_id"])
         await self.deliver()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
@@ -13,21 +13,14 @@ from bot.channels.aiohttp_request import AiohttpRequest
 from bot.channels.base import Reply, ReplyChoice, TransientSendError
 from bot.channels.telegram import TelegramSender
 from bot.testing.fake_telegram import BOT, TOKEN, FakeTelegram
-from bot.testing.server import LocalServer, free_port
+from bot.testing.server import free_port
 from tests.conftest import Proxy
-
-
-@pytest.fixture
-def fake() -> Iterator[tuple[FakeTelegram, str]]:
-    fake = FakeTelegram()
-    with LocalServer(fake.asgi()) as server:
-        yield fake, server.url
 
 
 async def bot_at(url: str, *, read_timeout: float = 5.0) -> Bot:
     request = AiohttpRequest(read_timeout=read_timeout, connect_timeout=1.0)
     bot = Bot(TOKEN, base_url=f"{url}/bot", request=request,
-                  get_updates_request=AiohttpRequest())
+              get_updates_request=AiohttpRequest())
     await request.initialize()
     return bot
 
@@ -47,8 +40,8 @@ async def hanging() -> AsyncIterator[str]:
         server.close()
 
 
-async def test_calls_go_as_json_and_answers_come_back(fake: tuple[FakeTelegram, str]) -> None:
-    telegram, url = fake
+async def test_calls_go_as_json_and_answers_come_back(fake_telegram: tuple[FakeTelegram, str]) -> None:
+    telegram, url = fake_telegram
     bot = await bot_at(url)
     try:
         me = await bot.get_me()
@@ -63,8 +56,8 @@ async def test_calls_go_as_json_and_answers_come_back(fake: tuple[FakeTelegram, 
         await bot.request.shutdown()
 
 
-async def test_files_go_as_multipart(fake: tuple[FakeTelegram, str]) -> None:
-    telegram, url = fake
+async def test_files_go_as_multipart(fake_telegram: tuple[FakeTelegram, str]) -> None:
+    telegram, url = fake_telegram
     bot = await bot_at(url)
     try:
         assert await bot.set_chat_photo(1001, photo=b"\x89PNG poster")
