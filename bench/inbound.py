@@ -29,10 +29,17 @@ from bot.config import Settings
 
 
 class NullSender:
+    rate = 0.0  # no pacing
     channel = "sms"
 
     async def send(self, address: str, reply: Reply) -> SendResult:
         return SendResult(provider_id=None)
+
+    def cost(self, reply: Reply) -> int:
+        return 1
+
+    async def close(self) -> None:
+        return None
 
 
 def script(codes: list[str], rng: random.Random) -> list[str]:
@@ -50,7 +57,7 @@ async def run(args: argparse.Namespace) -> None:
     folder = Path(tempfile.mkdtemp(prefix="votz-bench-"))
     url = args.database_url or f"sqlite:///{folder / 'bench.db'}"
     settings = replace(Settings.from_env({}, dotenv=None), database_url=url)
-    app = await App.open(settings, senders={"sms": NullSender()})
+    app = await App.start(settings, senders={"sms": NullSender()})
     await app.load_campaigns(settings.campaigns_path)
     demo = app.pipeline.catalog.by_slug("vie-etudiante-demo")
     assert demo is not None

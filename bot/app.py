@@ -1,20 +1,27 @@
-"""Composition root: settings → catalogs, flows, engine, database, pipeline, dispatcher."""
+"""The application core: settings → catalogs, flows, engine, database, pipeline, dispatcher.
+
+`async with App.open(settings) as app:` is how every `votz` command and test gets one; the
+server (`bot.server`) adds channels, the web app and the long-running tasks around it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import yaml
 
-from bot.channels.base import Sender
+from bot.channels.base import DeliveryReport, Inbound, Sender
 from bot.config import Settings
 from bot.conversation.actions import BEHAVIOUR, REGISTRY
 from bot.conversation.engine import Engine, EngineSettings
 from bot.conversation.flows import FlowSet, load_flows
-from bot.conversation.pipeline import Clock, Pipeline, utcnow
+from bot.conversation.pipeline import Clock, Handled, Pipeline, utcnow
 from bot.delivery.dispatcher import Dispatcher
+from bot.delivery.outbox import apply_delivery_report
 from bot.domain.campaigns import PARIS, Campaign, parse_campaign
 from bot.errors import CampaignError
 from bot.i18n import I18n
@@ -60,7 +67,7 @@ def load_engine(i18n: I18n, flows_dir: Path | None = None) -> tuple[FlowSet, Eng
 
 
 class App:
-    """Everything one Votz process needs, wired once."""
+    """Everything one Votz process needs, wired once; also the `Host` channels talk to."""
 
     def __init__(self, settings: Settings, db: Database, i18n: I18n, pipeline: Pipeline,
                  dispatcher: Dispatcher, clock: Clock) -> None:
@@ -70,15 +77,31 @@ class App:
         self.pipeline = pipeline
         self.dispatcher = dispatcher
         self.clock = clock
+        self.metrics: Counter[str] = Counter()
 
     @classmethod
+    @contextlib.asynccontextmanager
     async def open(cls, settings: Settings, *, senders: Mapping[str, Sender] | None = None,
-                   clock: Clock = utcnow, schema: str | None = None) -> App:
+                   clock: Clock = utcnow, schema: str | None = None) -> AsyncIterator[App]:
+        """The app, its schema migrated and its catalog loaded; closed on leaving."""
+        app = await cls.start(settings, senders=senders, clock=clock, schema=schema)
+        try:
+            yield app
+        finally:
+            await app.close()
+
+    @classmethod
+    async def start(cls, settings: Settings, *, senders: Mapping[str, Sender] | None = None,
+                    clock: Clock = utcnow, schema: str | None = None) -> App:
         i18n = I18n(default=settings.default_locale)
         _, engine = load_engine(i18n)
         db = Database(settings.database_url, schema=schema)
-        await migrate(db)
-        catalog = await db.run(lambda conn: load_catalog(conn, clock()))
+        try:
+            await migrate(db)
+            catalog = await db.run(lambda conn: load_catalog(conn, clock()))
+        except BaseException:
+            await db.close()
+            raise
         engine_settings = EngineSettings(
             privacy_url=settings.privacy_url, contact=settings.contact,
             idle_timeout=timedelta(hours=settings.idle_timeout_hours),
@@ -87,6 +110,15 @@ class App:
         pipeline = Pipeline(db, engine, i18n, engine_settings, catalog, clock=clock,
                             default_locale=settings.default_locale, on_queued=dispatcher.wake)
         return cls(settings, db, i18n, pipeline, dispatcher, clock)
+
+    async def handle(self, inbound: Inbound) -> Handled:
+        """An inbound message, from any channel, through the pipeline."""
+        return await self.pipeline.handle(inbound)
+
+    async def report(self, report: DeliveryReport) -> bool:
+        """A provider's delivery report; False when no message has its provider id."""
+        now = self.clock()
+        return await self.db.run(lambda conn: apply_delivery_report(conn, report, now))
 
     def today(self) -> date:
         return self.clock().astimezone(PARIS).date()

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from bot.domain.region import LOCALES
 from bot.errors import ConfigError
 from bot.resources import resource_dir
 
@@ -78,6 +79,6 @@ class Settings:
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.telegram_mode not in {"polling", "webhook"}:
             raise ConfigError("VOTZ_TELEGRAM_MODE must be 'polling' or 'webhook'")
-        if settings.default_locale not in {"fr", "en", "oc"}:
-            raise ConfigError("VOTZ_DEFAULT_LOCALE must be one of fr, en, oc")
+        if settings.default_locale not in LOCALES:
+            raise ConfigError(f"VOTZ_DEFAULT_LOCALE must be one of {', '.join(LOCALES)}")
         return settings

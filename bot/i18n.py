@@ -15,17 +15,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
-from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_decimal
 
+from bot.domain.region import LOCALES as LOCALES  # re-exported: the languages we speak
+from bot.domain.region import PARIS
 from bot.errors import TranslationError
 from bot.resources import resource_dir
 
-LOCALES = ("fr", "en", "oc")
 DOMAIN = "messages"
-PARIS = ZoneInfo("Europe/Paris")
 
 
 def N_(key: str) -> str:

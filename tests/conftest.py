@@ -42,6 +42,8 @@ class FixedClock:
 class RecordingSender:
     """A channel sender that keeps what it was asked to send."""
 
+    rate = 0.0  # no pacing
+
     def __init__(self, channel: str = "console") -> None:
         self.channel = channel
         self.sent: list[tuple[str, Reply]] = []
@@ -49,6 +51,12 @@ class RecordingSender:
     async def send(self, address: str, reply: Reply) -> SendResult:
         self.sent.append((address, reply))
         return SendResult(provider_id=f"fake-{len(self.sent)}")
+
+    def cost(self, reply: Reply) -> int:
+        return 1
+
+    async def close(self) -> None:
+        return None
 
 
 @pytest.fixture
@@ -104,13 +112,10 @@ async def app(database: tuple[str, str | None], clock: FixedClock,
     url, schema = database
     settings = replace(Settings.from_env({}, dotenv=None), database_url=url,
                        contact="participation@example.org")
-    application = await App.open(settings, senders={"console": sender}, clock=clock,
-                                 schema=schema)
-    await application.load_campaigns(CAMPAIGNS)
-    try:
+    async with App.open(settings, senders={"console": sender}, clock=clock,
+                        schema=schema) as application:
+        await application.load_campaigns(CAMPAIGNS)
         yield application
-    finally:
-        await application.close()
 
 
 @pytest.fixture
@@ -119,12 +124,9 @@ async def sqlite_app(tmp_path: Path, clock: FixedClock,
     """The app on SQLite only, for tests about the conversation rather than storage."""
     settings = replace(Settings.from_env({}, dotenv=None), database_url=_sqlite_url(tmp_path),
                        contact="participation@example.org")
-    application = await App.open(settings, senders={"console": sender}, clock=clock)
-    await application.load_campaigns(CAMPAIGNS)
-    try:
+    async with App.open(settings, senders={"console": sender}, clock=clock) as application:
+        await application.load_campaigns(CAMPAIGNS)
         yield application
-    finally:
-        await application.close()
 
 
 class Person:

@@ -1,11 +1,29 @@
-"""What every channel shares: the normalised inbound message, the reply, the sender protocol."""
+"""What every channel shares: inbound message, reply, capabilities, sender, delivery report.
+
+The core never names a channel: it asks the registry (`bot.channels.registry`) for a
+channel's `Capabilities`, and hands replies to its `Sender`. A channel reports what happened
+to a message (sent, delivered, failed, the person opted out) as typed values, never as its
+provider's words.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+from bot.domain.participants import Status
+
+if TYPE_CHECKING:
+    from collections import Counter
+
+    from starlette.routing import BaseRoute
+
+    from bot.channels.gsm7 import SmsCost
+    from bot.config import Settings
+    from bot.i18n import I18n
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,9 +45,13 @@ class Inbound:
 
 @dataclass(frozen=True, slots=True)
 class ReplyChoice:
+    """One option: `id` comes back when chosen, `key` is typed (1, 12), `code` is shown
+    before the label where the option has a public code (a proposal's P12), else ""."""
+
     id: str
     key: str
     label: str
+    code: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +66,54 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What the core needs to know about a channel to talk on it."""
+
+    page_chars: int | None = None  # characters of options shown at once; None: all at once
+    buttons: bool = False  # options are tapped, not typed
+    verified_address: bool = False  # the address is a phone number the network verified
+    asks_contact: bool = False  # people can share a verified phone number on request
+
+
+@dataclass(frozen=True, slots=True)
 class SendResult:
     provider_id: str | None = None
 
 
 class Sender(Protocol):
-    """Delivers one rendered reply; raises `TransientSendError` or `PermanentSendError`."""
+    """Delivers one rendered reply; raises `TransientSendError` or `PermanentSendError`.
+
+    `rate` is how many units per second the provider accepts (0: no limit) and `cost` how
+    many units one reply takes (SMS segments); the dispatcher paces each channel with them.
+    """
 
     channel: str
+    rate: float
+
+    def cost(self, reply: Reply) -> int: ...
 
     async def send(self, address: str, reply: Reply) -> SendResult: ...
+
+    async def close(self) -> None: ...
+
+
+class DeliveryState(StrEnum):
+    """What a provider's delivery report says, in Votz's words."""
+
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    PENDING = "pending"  # queued, sent, ringing...: nothing to record yet
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """A provider's report on a message it accepted; `participant_status` when the report
+    also says something about the person (an SMS opt-out)."""
+
+    provider_id: str
+    state: DeliveryState
+    reason: str | None = None
+    participant_status: Status | None = None
 
 
 class SendError(Exception):
@@ -65,11 +125,12 @@ class SendError(Exception):
     """
 
     def __init__(self, reason: str, *, retry_after: float | None = None,
-                 stop: bool = False) -> None:
+                 participant_status: Status | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.retry_after = retry_after
-        self.stop = stop  # the person opted out or blocked us: stop messaging them
+        # The person opted out or blocked us: the status they now have (STOPPED).
+        self.participant_status = participant_status
 
 
 class TransientSendError(SendError):
@@ -78,6 +139,50 @@ class TransientSendError(SendError):
 
 class PermanentSendError(SendError):
     pass
+
+
+class Accepted(Protocol):
+    """What the core says about an inbound message it was handed."""
+
+    @property
+    def duplicate(self) -> bool: ...
+
+
+class Host(Protocol):
+    """What a running channel may use of the Votz process that hosts it."""
+
+    i18n: I18n
+    metrics: Counter[str]
+    clock: Callable[[], datetime]
+
+    async def handle(self, inbound: Inbound) -> Accepted: ...
+
+    async def report(self, report: DeliveryReport) -> bool: ...
+
+
+@dataclass
+class Running:
+    """A channel started by `votz run`: its sender, its web routes, its own loops."""
+
+    sender: Sender
+    routes: Sequence[BaseRoute] = ()
+    start: Callable[[], Awaitable[str]] | None = None  # returns the `channel.X.started` line
+    stop: Callable[[], Awaitable[None]] | None = None
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One channel as the core sees it."""
+
+    name: str
+    capabilities: Capabilities
+    # The canonical form of an address people or staff type ("06 12…" → "+336…"), or None.
+    normalise_address: Callable[[str], str | None] = field(default=lambda raw: raw.strip())
+    # What one reply costs on this channel (SMS segments), where sending costs per unit.
+    measure: Callable[[Reply], SmsCost] | None = None
+    # Whether the settings ask `votz run` to start it, and how to start it.
+    configured: Callable[[Settings], bool] = field(default=lambda settings: False)
+    open: Callable[[Settings, Host], Running] | None = None
 
 
 def numbered(reply: Reply) -> str:

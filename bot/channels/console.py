@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import TextIO
 
-from bot.channels.base import Reply, SendResult, numbered
+from bot.channels.base import Capabilities, Channel, Reply, SendResult, numbered
 
 CHANNEL = "console"
+# Read like an SMS: numbered options, long lists in pages.
+CHANNEL_SPEC = Channel(CHANNEL, Capabilities(page_chars=450))
 
 
 class ConsoleSender:
     """Prints each reply rendered like an SMS (numbered options)."""
 
     channel = CHANNEL
+    rate = 0.0
 
     def __init__(self, out: TextIO, *, prefix: str = "") -> None:
         self.out = out
@@ -25,3 +28,9 @@ class ConsoleSender:
         self.out.write(self.prefix + text.replace("\n", "\n" + self.prefix) + "\n\n")
         self.out.flush()
         return SendResult(provider_id=None)
+
+    def cost(self, reply: Reply) -> int:
+        return 1
+
+    async def close(self) -> None:
+        return None

@@ -1,33 +1,52 @@
-"""The SMS channel over Twilio: phone numbers, rendering for cost, and the sender.
+"""The SMS channel over Twilio: phone numbers, rendering for cost, webhooks and the sender.
 
-Inbound SMS arrive on `POST /sms/inbound` (see `bot.web`); replies leave through the outbox
-and `TwilioSender`, the official SDK's async client (`messages.create_async`).
+    POST /sms/inbound   Twilio inbound SMS (X-Twilio-Signature checked) → `Inbound`
+    POST /sms/status    Twilio delivery reports (signature checked) → `DeliveryReport`
+
+Replies leave through the outbox and `TwilioSender`, the official SDK's async client
+(`messages.create_async`); Twilio only ever gets an empty TwiML answer.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 import aiohttp
 import phonenumbers
 from phonenumbers import PhoneNumberType
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 from twilio.base.exceptions import TwilioRestException
 from twilio.http.async_http_client import AsyncTwilioHttpClient
+from twilio.request_validator import RequestValidator
 from twilio.rest import Client
 
 from bot.channels.aiohttp_request import env_proxy
 from bot.channels.base import (
+    Capabilities,
+    Channel,
+    DeliveryReport,
+    DeliveryState,
+    Host,
+    Inbound,
     PermanentSendError,
     Reply,
+    Running,
     SendResult,
     TransientSendError,
     numbered,
 )
-from bot.channels.gsm7 import cost, sms_safe
+from bot.channels.gsm7 import SmsCost, cost, sms_safe
 from bot.config import Settings
+from bot.domain.participants import Status
+from bot.errors import ConfigError
 
 CHANNEL = "sms"
 OPTED_OUT = 21610  # Twilio: "Attempt to send to unsubscribed recipient"
+EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
+MAX_FORM_BYTES = 64 * 1024
 log = logging.getLogger("votz.sms")
 
 _MOBILE = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
@@ -51,8 +70,43 @@ def render(reply: Reply) -> str:
     return sms_safe(numbered(reply))
 
 
+def measure(reply: Reply) -> SmsCost:
+    """Encoding and segments of the SMS this reply becomes."""
+    return cost(render(reply))
+
+
 def segments(reply: Reply) -> int:
-    return cost(render(reply)).segments
+    return measure(reply).segments
+
+
+# Twilio's message statuses, in Votz's words (the others are steps on the way).
+_DELIVERY_STATES = {
+    "delivered": DeliveryState.DELIVERED,
+    "undelivered": DeliveryState.FAILED,
+    "failed": DeliveryState.FAILED,
+}
+
+
+def delivery_report(params: dict[str, str]) -> DeliveryReport:
+    """A status callback's form as a typed report (error 21610: the person opted out)."""
+    sid = params.get("MessageSid") or params.get("SmsSid") or ""
+    status = (params.get("MessageStatus") or params.get("SmsStatus") or "").lower()
+    code = params.get("ErrorCode") or None
+    state = _DELIVERY_STATES.get(status, DeliveryState.PENDING)
+    reason = f"provider {status} {code or ''}".strip() if state is DeliveryState.FAILED else None
+    stopped = Status.STOPPED if code == str(OPTED_OUT) else None
+    return DeliveryReport(sid, state, reason=reason, participant_status=stopped)
+
+
+def inbound_message(params: dict[str, str], *, received_at: datetime) -> Inbound | None:
+    """An inbound SMS's form as an `Inbound`; None when the sender is not a mobile number."""
+    sender = normalise_number(params.get("From", ""))
+    if sender is None:
+        return None
+    opt_out = (params.get("OptOutType") or "").upper() or None
+    return Inbound(channel=CHANNEL, address=sender, text=params.get("Body", ""),
+                   provider_id=params.get("MessageSid") or None, opt_out=opt_out,
+                   received_at=received_at)
 
 
 class TwilioSender:
@@ -92,7 +146,7 @@ class TwilioSender:
         except TwilioRestException as exc:
             reason = f"twilio {exc.status} {exc.code}: {exc.msg}"[:250]
             if exc.code == OPTED_OUT:
-                raise PermanentSendError(reason, stop=True) from None
+                raise PermanentSendError(reason, participant_status=Status.STOPPED) from None
             if exc.status == 429 or exc.status >= 500:
                 raise TransientSendError(reason) from None
             raise PermanentSendError(reason) from None
@@ -104,3 +158,96 @@ class TwilioSender:
         http = self.client.http_client
         if isinstance(http, AsyncTwilioHttpClient):
             await http.close()
+
+
+class SmsWebhooks:
+    """Twilio's webhooks: every request is signed with the account's auth token."""
+
+    def __init__(self, settings: Settings, host: Host) -> None:
+        self.host = host
+        self.metrics = host.metrics
+        self.validator = RequestValidator(settings.twilio_auth_token)
+        self.public_url = settings.public_url.rstrip("/")
+
+    def routes(self) -> list[Route]:
+        return [Route("/sms/inbound", self.inbound, methods=["POST"]),
+                Route("/sms/status", self.status, methods=["POST"])]
+
+    def signed_url(self, request: Request) -> str:
+        """The URL Twilio signed: the public one (behind a proxy), path and query included."""
+        if not self.public_url:
+            return str(request.url)
+        query = f"?{request.url.query}" if request.url.query else ""
+        return f"{self.public_url}{request.url.path}{query}"
+
+    async def verified_form(self, request: Request) -> dict[str, str] | None:
+        length = int(request.headers.get("content-length") or 0)
+        if length > MAX_FORM_BYTES:
+            return None
+        form = await request.form()
+        params = {k: str(v) for k, v in form.items()}
+        signature = request.headers.get("X-Twilio-Signature", "")
+        if not signature or not self.validator.validate(self.signed_url(request), params,
+                                                        signature):
+            self.metrics["sms_signature_invalid_total"] += 1
+            log.warning("sms.webhook.signature_invalid path=%s from=%s", request.url.path,
+                        request.client.host if request.client else "?")
+            return None
+        return params
+
+    async def inbound(self, request: Request) -> Response:
+        params = await self.verified_form(request)
+        if params is None:
+            return PlainTextResponse("forbidden", status_code=403)
+        message = inbound_message(params, received_at=self.host.clock())
+        if message is None:
+            self.metrics["sms_not_mobile_total"] += 1
+            log.info("sms.inbound.not_mobile sid=%s", params.get("MessageSid"))
+            return Response(EMPTY_TWIML, media_type="application/xml")
+        handled = await self.host.handle(message)
+        self.metrics["sms_duplicate_total" if handled.duplicate else "sms_inbound_total"] += 1
+        # The reply goes through the outbox; Twilio only gets an empty TwiML answer.
+        return Response(EMPTY_TWIML, media_type="application/xml")
+
+    async def status(self, request: Request) -> Response:
+        params = await self.verified_form(request)
+        if params is None:
+            return PlainTextResponse("forbidden", status_code=403)
+        report = delivery_report(params)
+        found = await self.host.report(report)
+        self.metrics["sms_status_total"] += 1
+        if not found:
+            log.info("sms.status.unknown sid=%s state=%s", report.provider_id, report.state)
+        return Response(status_code=204)
+
+
+def _configured(settings: Settings) -> bool:
+    if not (settings.twilio_account_sid or settings.twilio_auth_token):
+        return False
+    if not (settings.twilio_account_sid and settings.twilio_auth_token):
+        raise ConfigError("set both VOTZ_TWILIO_ACCOUNT_SID and VOTZ_TWILIO_AUTH_TOKEN")
+    if not (settings.twilio_from or settings.twilio_messaging_service_sid):
+        raise ConfigError("set VOTZ_TWILIO_FROM or VOTZ_TWILIO_MESSAGING_SERVICE_SID")
+    return True
+
+
+def _open(settings: Settings, host: Host) -> Running:
+    webhooks = SmsWebhooks(settings, host)
+
+    async def started() -> str:
+        sender = settings.twilio_messaging_service_sid or settings.twilio_from
+        base = settings.public_url or f"http://{settings.http_host}:{settings.http_port}"
+        return f"channel.sms.started from={sender} inbound={base.rstrip('/')}/sms/inbound"
+
+    return Running(TwilioSender(settings), webhooks.routes(), start=started)
+
+
+CHANNEL_SPEC = Channel(
+    CHANNEL,
+    # A number is verified by the network; long lists come in pages of about 3 segments.
+    Capabilities(page_chars=450, verified_address=True),
+    normalise_address=normalise_number,
+    measure=measure,
+    configured=_configured,
+    open=_open,
+)

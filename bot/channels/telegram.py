@@ -19,6 +19,9 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
 from telegram import (
     Bot,
     BotCommand,
@@ -33,15 +36,21 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 
 from bot.channels.aiohttp_request import AiohttpRequest
 from bot.channels.base import (
+    Capabilities,
+    Channel,
+    Host,
     Inbound,
     PermanentSendError,
     Reply,
+    Running,
     SendResult,
     TransientSendError,
 )
 from bot.channels.sms import normalise_number
 from bot.config import Settings
-from bot.i18n import N_, I18n
+from bot.domain.participants import Status
+from bot.errors import ConfigError
+from bot.i18n import LOCALES, N_, I18n
 
 # PTB 22 moves durations to timedelta; opt in now rather than be warned on every 429.
 os.environ.setdefault("PTB_TIMEDELTA", "1")
@@ -97,11 +106,23 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
                                    one_time_keyboard=True, resize_keyboard=True)
     if not reply.choices:
         return None
-    # Proposals (whose id is their number) show their code, as on posters and in SMS.
-    rows = [[InlineKeyboardButton(f"P{c.key} {c.label}" if c.id == c.key else c.label,
-                                  callback_data=f"{reply.turn}:{c.id}"[:64])]
+    # Proposals show their code, as on posters and in SMS.
+    rows = [[InlineKeyboardButton(f"{c.code} {c.label}" if c.code else c.label,
+                                  callback_data=button_data(reply.turn, c.id))]
             for c in reply.choices]
     return InlineKeyboardMarkup(rows)
+
+
+def button_data(turn: int, choice_id: str) -> str:
+    """A button's callback data: `TURN:CHOICE_ID`, the turn of the message that showed it
+    (a press on an older message is stale) and the id of the option it chooses."""
+    return f"{turn}:{choice_id}"[:64]
+
+
+def read_button_data(data: str) -> tuple[int, str | None]:
+    """(turn, choice id) from callback data; turn -1 when it is not Votz's."""
+    turn_text, _, choice = data.partition(":")
+    return (int(turn_text) if turn_text.isdigit() else -1), (choice or None)
 
 
 def to_inbound(update: Update, *, received_at: datetime) -> Inbound | None:
@@ -117,13 +138,12 @@ def to_inbound(update: Update, *, received_at: datetime) -> Inbound | None:
     user = update.effective_user
     if user is not None and user.language_code:
         code = user.language_code.split("-")[0].lower()
-        hint = code if code in ("fr", "en", "oc") else "fr"
+        hint = code if code in LOCALES else "fr"
     if update.callback_query is not None:
         query = update.callback_query
         chat_id = query.message.chat.id if query.message else query.from_user.id
-        turn_text, _, choice = (query.data or "").partition(":")
-        return Inbound(CHANNEL, str(chat_id), "", choice=choice or None,
-                       turn=int(turn_text) if turn_text.isdigit() else -1,
+        turn, choice = read_button_data(query.data or "")
+        return Inbound(CHANNEL, str(chat_id), "", choice=choice, turn=turn,
                        provider_id=str(update.update_id), locale_hint=hint,
                        received_at=received_at)
     message = update.message
@@ -194,7 +214,8 @@ class TelegramSender:
             raise TransientSendError(f"telegram 429 retry after {seconds:g}s",
                                      retry_after=seconds) from None
         except Forbidden as exc:
-            raise PermanentSendError(f"telegram 403 {exc.message}"[:250], stop=True) from None
+            raise PermanentSendError(f"telegram 403 {exc.message}"[:250],
+                                     participant_status=Status.STOPPED) from None
         except (TimedOut, NetworkError) as exc:
             if isinstance(exc, BadRequest):
                 raise PermanentSendError(f"telegram 400 {exc.message}"[:250]) from None
@@ -202,6 +223,9 @@ class TelegramSender:
         except TelegramError as exc:
             raise PermanentSendError(f"telegram {exc.message}"[:250]) from None
         return SendResult(provider_id=str(last.message_id) if last else None)
+
+    def cost(self, reply: Reply) -> int:
+        return 1
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):
@@ -231,7 +255,7 @@ class TelegramReceiver:
 
     async def start(self, *, poll: bool = True) -> None:
         await self.bot.initialize()
-        for locale in ("fr", "en", "oc"):
+        for locale in LOCALES:
             t = self.i18n[locale]
             commands = [BotCommand(name, t(COMMAND_HELP[name])) for name in COMMANDS]
             await self.bot.set_my_commands(commands, language_code=locale)
@@ -316,3 +340,75 @@ class TelegramReceiver:
     async def webhook_update(self, data: dict[str, Any]) -> None:
         update = Update.de_json(data, self.bot)
         await self.process(update)
+
+
+class TelegramWebhook:
+    """`POST /telegram/webhook`: updates Telegram posts, checked by their secret token."""
+
+    def __init__(self, receiver: TelegramReceiver, host: Host) -> None:
+        self.receiver = receiver
+        self.metrics = host.metrics
+
+    def routes(self) -> list[Route]:
+        return [Route("/telegram/webhook", self.update, methods=["POST"])]
+
+    async def update(self, request: Request) -> Response:
+        if not self.receiver.secret_ok(request.headers.get("X-Telegram-Bot-Api-Secret-Token")):
+            self.metrics["telegram_secret_invalid_total"] += 1
+            log.warning("telegram.webhook.secret_invalid from=%s",
+                        request.client.host if request.client else "?")
+            return PlainTextResponse("forbidden", status_code=403)
+        try:
+            data = await request.json()
+        except ValueError:
+            return PlainTextResponse("bad request", status_code=400)
+        await self.receiver.webhook_update(data)
+        self.metrics["telegram_updates_total"] += 1
+        return Response(status_code=200)
+
+
+class TelegramRunning(Running):
+    """The running channel, with its receiver (tests poll through it)."""
+
+    receiver: TelegramReceiver
+
+
+def _configured(settings: Settings) -> bool:
+    if not settings.telegram_token:
+        return False
+    if settings.telegram_mode == "webhook" and not settings.public_url:
+        raise ConfigError("VOTZ_TELEGRAM_MODE=webhook needs VOTZ_PUBLIC_URL")
+    return True
+
+
+def _open(settings: Settings, host: Host) -> Running:
+    bot = make_bot(settings)
+    sender = TelegramSender(bot, rate=settings.telegram_messages_per_second,
+                            per_chat_interval=settings.telegram_chat_interval)
+    receiver = TelegramReceiver(bot, settings, host.handle, host.i18n, host.clock)
+    # Served in both modes: in polling mode nobody has the secret, so every call gets 403.
+    routes = TelegramWebhook(receiver, host).routes()
+
+    async def started() -> str:
+        await receiver.start()
+        me = await bot.get_me()
+        return f"channel.telegram.started bot=@{me.username} mode={settings.telegram_mode}"
+
+    running = TelegramRunning(sender, routes, start=started, stop=receiver.stop)
+    running.receiver = receiver
+    return running
+
+
+def _chat_id(raw: str) -> str | None:
+    text = raw.strip()
+    return text if text.lstrip("-").isdigit() else None
+
+
+CHANNEL_SPEC = Channel(
+    CHANNEL,
+    # Options are buttons, all shown at once; people can share their verified number.
+    Capabilities(buttons=True, asks_contact=True),
+    normalise_address=_chat_id,
+    configured=_configured,
+    open=_open,
+)

@@ -23,8 +23,8 @@ from bot.channels.base import Inbound
 from bot.conversation.effects import Effect, SetStatus
 from bot.conversation.flows import KEYWORD_TARGETS, FlowSet, Step
 from bot.conversation.matching import MAX_INPUT, Option, clean, fold, match_many, match_one
-from bot.domain.ballots import Proposal
 from bot.domain.campaigns import Campaign
+from bot.domain.catalog import Catalog
 from bot.domain.participants import Profile, Status
 from bot.i18n import N_, I18n, Msg, Translator
 
@@ -39,27 +39,6 @@ class State:
     step: str
     data: Mapping[str, Any] = field(default_factory=dict)
     updated_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Catalog:
-    """Campaigns and their published proposals, as the conversation shows them."""
-
-    campaigns: tuple[Campaign, ...] = ()
-    proposals: Mapping[int, Proposal] = field(default_factory=dict)
-    winners: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # results published
-
-    def by_slug(self, slug: str | None) -> Campaign | None:
-        return next((c for c in self.campaigns if c.slug == slug), None)
-
-    def by_id(self, campaign_id: int) -> Campaign | None:
-        return next((c for c in self.campaigns if c.id == campaign_id), None)
-
-    def published(self, campaign_id: int) -> list[Proposal]:
-        return sorted(
-            (p for p in self.proposals.values() if p.campaign_id == campaign_id),
-            key=lambda p: p.id,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +58,7 @@ class Context:
     ballots: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # campaign id → ids
     proposal_counts: Mapping[int, int] = field(default_factory=dict)  # campaign id → count
     page_chars: int | None = None  # characters of options shown at once (SMS); None: all
-    channel: str = ""
+    asks_contact: bool = False  # the channel can ask for a verified phone number (a button)
     address: str = ""  # the phone number or account, shown in "my data"
 
 

@@ -39,6 +39,7 @@ class Option:
     key: str
     label: str
     codes: tuple[str, ...] = ()
+    code: str = ""  # a public code shown before the label (a proposal's P12), if any
 
 
 def match_one(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select, update
 
 from bot.channels.base import Inbound, Reply, ReplyChoice
+from bot.channels.registry import capabilities
 from bot.conversation.effects import (
     CastBallot,
     Erase,
@@ -34,7 +35,6 @@ from bot.conversation.effects import (
     SubmitProposal,
 )
 from bot.conversation.engine import (
-    Catalog,
     Context,
     Decision,
     Engine,
@@ -43,16 +43,23 @@ from bot.conversation.engine import (
     render,
 )
 from bot.delivery.outbox import queue_values
+from bot.domain.ballots import proposal_code
+from bot.domain.catalog import Catalog
 from bot.domain.participants import Profile, Status
-from bot.i18n import I18n
+from bot.i18n import LOCALES, I18n
 from bot.store.compiled import Runner
 from bot.store.db import Database
-from bot.store.repo import ProposalStatus, erase_participant, insert_for, proposal_title
+from bot.store.repo import (
+    ProposalStatus,
+    erase_participant,
+    insert_for,
+    proposal_title,
+    set_participant_status,
+)
 from bot.store.tables import ballots, conversations, inbound_seen, outbox, participants, proposals
 
 log = logging.getLogger("votz.pipeline")
 Clock = Callable[[], datetime]
-PAGE_CHARS = {"sms": 450, "console": 450}
 
 
 def utcnow() -> datetime:
@@ -131,6 +138,16 @@ class Statements:
                                  "save_state": self.save_state, "queue": self.queue})
 
 
+class _Turnstile:
+    """One conversation's lock and how many handlers hold or wait for it."""
+
+    __slots__ = ("lock", "users")
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.users = 0
+
+
 class Pipeline:
     def __init__(
         self,
@@ -143,7 +160,6 @@ class Pipeline:
         clock: Clock = utcnow,
         default_locale: str = "fr",
         on_queued: Callable[[], None] | None = None,
-        page_chars: Mapping[str, int] | None = None,
     ) -> None:
         self.db = db
         self.engine = engine
@@ -153,9 +169,7 @@ class Pipeline:
         self.clock = clock
         self.default_locale = default_locale
         self.on_queued = on_queued
-        # Long option lists are split into pages on text channels ("SUITE" for more).
-        self.page_chars = dict(page_chars if page_chars is not None else PAGE_CHARS)
-        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._locks: dict[tuple[str, str], _Turnstile] = {}
         self._statements: dict[str, Statements] = {}
 
     def statements(self, conn: Connection) -> Statements:
@@ -166,14 +180,16 @@ class Pipeline:
 
     async def handle(self, inbound: Inbound) -> Handled:
         key = (inbound.channel, inbound.address)
-        lock = self._locks.get(key)
-        if lock is None:
-            lock = self._locks[key] = asyncio.Lock()
+        turnstile = self._locks.get(key)
+        if turnstile is None:
+            turnstile = self._locks[key] = _Turnstile()
+        turnstile.users += 1
         try:
-            async with lock:
+            async with turnstile.lock:
                 handled = await self.db.run_grouped(lambda conn: self.process(conn, inbound))
         finally:
-            if not lock.locked() and not getattr(lock, "_waiters", None):
+            turnstile.users -= 1
+            if turnstile.users == 0:  # nobody holds or waits for it: forget it
                 self._locks.pop(key, None)
         if handled.reply is not None and self.on_queued is not None:
             self.on_queued()
@@ -193,10 +209,11 @@ class Pipeline:
                 return Handled(duplicate=True)
 
         row = hot.first(conn, "person", who)
+        can = capabilities(inbound.channel)
         if row is None:
-            locale = inbound.locale_hint if inbound.locale_hint in ("fr", "en", "oc") else None
+            locale = inbound.locale_hint if inbound.locale_hint in LOCALES else None
             # An SMS number is verified by the network: it is the person's phone.
-            phone = inbound.address if inbound.channel == "sms" else None
+            phone = inbound.address if can.verified_address else None
             conn.execute(sql.new_person, {**who, "locale": locale or self.default_locale,
                                           "now": now, "phone": phone})
             row = hot.first(conn, "person", who)
@@ -218,8 +235,8 @@ class Pipeline:
                 counts[campaign_id] = count
         ctx = Context(now=now, profile=profile, catalog=self.catalog, settings=self.settings,
                       i18n=self.i18n, ballots=ballots_by_campaign, proposal_counts=counts,
-                      page_chars=self.page_chars.get(inbound.channel), address=inbound.address,
-                      channel=inbound.channel)
+                      page_chars=can.page_chars, asks_contact=can.asks_contact,
+                      address=inbound.address)
         try:
             decision = self.engine.advance(state, inbound, ctx)
         except Exception:
@@ -239,7 +256,7 @@ class Pipeline:
         footer = t.render(decision.footer) if decision.footer else ""
         reply = Reply(
             render(decision, self.i18n, results),
-            tuple(ReplyChoice(o.id, o.key, o.label) for o in decision.options),
+            tuple(ReplyChoice(o.id, o.key, o.label, o.code) for o in decision.options),
             footer,
             decision.turn,
             t("vote.share_phone") if decision.ask_contact else "",
@@ -267,12 +284,12 @@ class Pipeline:
                 case SetPhone(phone=phone):
                     changes["phone"] = phone
                 case SetStatus(status=status):
-                    changes["status"] = status.value
+                    set_participant_status(conn, profile.id, status)
                 case SubmitProposal(campaign_id=campaign_id, text=text):
                     new_id = conn.execute(sql.new_proposal, {
                         "campaign_id": campaign_id, "pid": profile.id,
                         "title": proposal_title(text), "now": now}).scalar_one()
-                    results["proposal_code"] = f"P{new_id}"
+                    results["proposal_code"] = proposal_code(new_id)
                 case CastBallot() as b:
                     conn.execute(sql.cast, {
                         "campaign_id": b.campaign_id, "pid": profile.id, "now": now,

@@ -19,10 +19,10 @@ from bot.delivery.outbox import (
     mark_all_sent,
     mark_failed,
     mark_retry,
-    stop_participant,
 )
 from bot.delivery.ratelimit import TokenBucket
 from bot.store.db import Database
+from bot.store.repo import set_participant_status
 
 log = logging.getLogger("votz.dispatcher")
 Outcome = Callable[[Connection], object]
@@ -45,6 +45,9 @@ class Dispatcher:
         self.concurrency = concurrency
         self._wake = asyncio.Event()
         self._buckets: dict[str, TokenBucket] = {}
+
+    def add_sender(self, channel: str, sender: Sender) -> None:
+        self.senders[channel] = sender
 
     def wake(self) -> None:
         self._wake.set()
@@ -85,14 +88,12 @@ class Dispatcher:
         return len(items)
 
     async def _throttle(self, sender: Sender, item: OutboxItem) -> None:
-        rate = getattr(sender, "rate", None)
-        if not rate:
+        if not sender.rate:
             return
         bucket = self._buckets.get(item.channel)
         if bucket is None:
-            bucket = self._buckets[item.channel] = TokenBucket(float(rate))
-        cost = getattr(sender, "cost", None)
-        await bucket.take(cost(item.reply) if cost else 1)
+            bucket = self._buckets[item.channel] = TokenBucket(float(sender.rate))
+        await bucket.take(sender.cost(item.reply))
 
     async def _deliver(self, item: OutboxItem) -> Outcome | tuple[int, str | None]:
         """Send one message; return (id, provider id) when sent, else what to record."""
@@ -105,13 +106,13 @@ class Dispatcher:
             log.warning("outbox.retry id=%s reason=%s", item.id, reason)
             return lambda conn: mark_retry(conn, item, reason, self.clock(), retry_after)
         except PermanentSendError as exc:
-            reason, stop = exc.reason, exc.stop
-            log.warning("outbox.failed id=%s reason=%s stop=%s", item.id, reason, stop)
+            reason, status = exc.reason, exc.participant_status
+            log.warning("outbox.failed id=%s reason=%s status=%s", item.id, reason, status)
 
             def failed(conn: Connection) -> None:
                 mark_failed(conn, item.id, reason, self.clock())
-                if stop and item.participant_id is not None:
-                    stop_participant(conn, item.participant_id)
+                if status is not None and item.participant_id is not None:
+                    set_participant_status(conn, item.participant_id, status)
 
             return failed
         except Exception as exc:  # a bug in a sender must not lose the message

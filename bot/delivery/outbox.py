@@ -15,14 +15,14 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Connection, Select, bindparam, delete, select, update
+from sqlalchemy import Connection, Select, bindparam, delete, func, select, update
 
-from bot.channels.base import Reply, ReplyChoice
-from bot.store.tables import outbox, participants
+from bot.channels.base import DeliveryReport, DeliveryState, Reply, ReplyChoice
+from bot.store.repo import set_participant_status
+from bot.store.tables import outbox
 
 MAX_ATTEMPTS = 6
 SENDING_TIMEOUT = timedelta(minutes=5)  # a claim older than this is considered lost
-OPTED_OUT_CODE = 21610  # Twilio's "unsubscribed recipient"
 
 
 class OutboxStatus(StrEnum):
@@ -46,7 +46,8 @@ class OutboxItem:
 def encode_choices(choices: Sequence[ReplyChoice], footer: str = "", turn: int = 0,
                    ask_contact: str = "") -> str:
     """Choices (and the footer under them, the turn, a contact request) for the outbox row."""
-    return json.dumps({"choices": [[c.id, c.key, c.label] for c in choices], "footer": footer,
+    return json.dumps({"choices": [[c.id, c.key, c.label, c.code] for c in choices],
+                       "footer": footer,
                        "turn": turn, "contact": ask_contact}, ensure_ascii=False)
 
 
@@ -54,7 +55,7 @@ def decode_reply(text: str, body: str) -> Reply:
     raw = json.loads(text)
     if isinstance(raw, list):  # rows queued before footers existed
         raw = {"choices": raw, "footer": ""}
-    choices = tuple(ReplyChoice(i, k, label) for i, k, label in raw["choices"])
+    choices = tuple(ReplyChoice(*choice) for choice in raw["choices"])
     return Reply(body, choices, raw["footer"], raw.get("turn", 0), raw.get("contact", ""))
 
 
@@ -172,37 +173,34 @@ def mark_failed(conn: Connection, item_id: int, reason: str, now: datetime) -> O
     return OutboxStatus.FAILED
 
 
-def stop_participant(conn: Connection, participant_id: int) -> None:
-    """The provider says this person opted out (or blocked us): send nothing more."""
-    conn.execute(update(participants).where(participants.c.id == participant_id)
-                 .values(status="stopped"))
-
-
-_PROVIDER_STATUS = {
-    "delivered": OutboxStatus.DELIVERED,
-    "undelivered": OutboxStatus.FAILED,
-    "failed": OutboxStatus.FAILED,
+_REPORTED = {
+    DeliveryState.DELIVERED: OutboxStatus.DELIVERED,
+    DeliveryState.FAILED: OutboxStatus.FAILED,
 }
 
 
-def apply_provider_status(conn: Connection, provider_id: str, status: str,
-                          error_code: str | None, now: datetime) -> bool:
-    """A delivery report: move a sent row to delivered or failed (never backwards).
-
-    Returns False when no row has that provider id.
+def apply_delivery_report(conn: Connection, report: DeliveryReport, now: datetime) -> bool:
+    """A provider's delivery report: move a sent row to delivered or failed (never
+    backwards), and apply what it says about the person. False when no row has that
+    provider id.
     """
     row = conn.execute(select(outbox.c.id, outbox.c.status, outbox.c.participant_id)
-                       .where(outbox.c.provider_id == provider_id)).first()
+                       .where(outbox.c.provider_id == report.provider_id)).first()
     if row is None:
         return False
-    target = _PROVIDER_STATUS.get(status)
+    target = _REPORTED.get(report.state)
     if target is None or row.status in (OutboxStatus.DELIVERED, OutboxStatus.FAILED):
         return True
     values: dict[str, object] = {"status": target.value, "updated_at": now}
     if target is OutboxStatus.FAILED:
-        values["failure_reason"] = f"provider {status} {error_code or ''}".strip()
+        values["failure_reason"] = (report.reason or "provider failed")[:255]
     conn.execute(update(outbox).where(outbox.c.id == row.id).values(**values))
-    if error_code == str(OPTED_OUT_CODE) and row.participant_id is not None:
-        stop_participant(conn, row.participant_id)
+    if report.participant_status is not None and row.participant_id is not None:
+        set_participant_status(conn, row.participant_id, report.participant_status)
     return True
 
+
+def count_by_status(conn: Connection) -> dict[str, int]:
+    """How many rows the outbox holds in each status (for /metrics)."""
+    rows = conn.execute(select(outbox.c.status, func.count()).group_by(outbox.c.status))
+    return {status: n for status, n in rows}

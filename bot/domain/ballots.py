@@ -18,6 +18,11 @@ class BallotProblem(StrEnum):
     UNDER_MINIMUM = "under_minimum"
 
 
+def proposal_code(proposal_id: int) -> str:
+    """The code people read and type for a proposal: P12."""
+    return f"P{proposal_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class Proposal:
     """A proposal as the conversation shows it; `code` is what people type (P12)."""
@@ -30,7 +35,7 @@ class Proposal:
 
     @property
     def code(self) -> str:
-        return f"P{self.id}"
+        return proposal_code(self.id)
 
     def text(self, locale: str) -> str:
         return self.title.get(locale) or self.title["fr"]

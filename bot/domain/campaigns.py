@@ -11,11 +11,9 @@ from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.domain.region import LOCALES, OCCITANIE
+from bot.domain.region import PARIS as PARIS  # re-exported: the CLI and the app import it here
 from bot.errors import CampaignError
-
-PARIS = ZoneInfo("Europe/Paris")
-LOCALES = ("fr", "en", "oc")
-OCCITANIE = ("09", "11", "12", "30", "31", "32", "34", "46", "48", "65", "66", "81", "82")
 
 
 class Kind(StrEnum):

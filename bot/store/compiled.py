@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement, Executable
+from sqlalchemy.sql.compiler import SQLCompiler
 
 
 class Row(tuple[Any, ...]):
@@ -33,15 +34,18 @@ class Compiled:
     def __init__(self, statement: Executable, dialect: Dialect) -> None:
         assert isinstance(statement, ClauseElement)
         compiled = statement.compile(dialect=dialect)
+        assert isinstance(compiled, SQLCompiler)
         self.statement = statement
         self.sql = str(compiled)
         self.names: Sequence[str] = getattr(compiled, "positiontup", None) or ()
-        # SQLAlchemy's own converters for each parameter (UTC datetimes to SQLite text...).
-        processors: Mapping[str, Any] = getattr(compiled, "_bind_processors")  # noqa: B009
-        self.binds: list[Callable[[Any], Any] | None] = [processors.get(n) for n in self.names]
-        columns = list(getattr(statement, "selected_columns", ()))
-        if not columns and getattr(statement, "_returning", None):
-            columns = list(statement._returning)  # type: ignore[attr-defined]
+        # SQLAlchemy's own converters for each parameter (UTC datetimes to SQLite text...),
+        # asked of each bound parameter's type through public API.
+        self.binds: list[Callable[[Any], Any] | None] = [
+            compiled.binds[n].type.dialect_impl(dialect).bind_processor(dialect)
+            for n in self.names]
+        # The columns a SELECT selects, or those an INSERT/UPDATE returns.
+        columns: list[Any] = list(getattr(statement, "selected_columns", None)
+                                  or getattr(statement, "exported_columns", None) or ())
         self.results: list[Callable[[Any], Any] | None] = [
             c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns]
         index = {getattr(c, "name", str(n)): n for n, c in enumerate(columns)}

@@ -11,8 +11,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from bot.conversation.engine import Catalog
-from bot.domain.ballots import Proposal
+from bot.domain.ballots import Proposal, proposal_code
 from bot.domain.campaigns import (
     Audience,
     BallotMethod,
@@ -24,6 +23,8 @@ from bot.domain.campaigns import (
     PhaseWindow,
     ProposalRules,
 )
+from bot.domain.catalog import Catalog
+from bot.domain.participants import Status
 from bot.domain.results import CastBallot, tally
 from bot.errors import FrozenRulesError, StoreError
 from bot.store.tables import ballots, campaigns, conversations, outbox, participants, proposals
@@ -212,10 +213,16 @@ def load_catalog(conn: Connection, now: datetime) -> Catalog:
 
 def campaign_proposals(conn: Connection, campaign_id: int, *, status: str | None = None
                        ) -> list[Proposal]:
+    return [p for p, _ in proposals_with_status(conn, campaign_id, status=status)]
+
+
+def proposals_with_status(conn: Connection, campaign_id: int, *, status: str | None = None
+                          ) -> list[tuple[Proposal, str]]:
+    """A campaign's proposals in order, each with its `ProposalStatus` (staff listing)."""
     query = select(proposals).where(proposals.c.campaign_id == campaign_id)
     if status is not None:
         query = query.where(proposals.c.status == status)
-    return [_proposal(r) for r in conn.execute(query.order_by(proposals.c.id))]
+    return [(_proposal(r), r.status) for r in conn.execute(query.order_by(proposals.c.id))]
 
 
 def moderate(conn: Connection, proposal_ids: Sequence[int], status: str) -> int:
@@ -255,9 +262,10 @@ def participant_export(conn: Connection, channel: str, address: str) -> dict[str
     return {
         "participant": {k: (v.isoformat() if isinstance(v, datetime) else v)
                         for k, v in person.items()},
-        "proposals": [{"code": f"P{r.id}", "campaign": r.slug, "status": r.status,
+        "proposals": [{"code": proposal_code(r.id), "campaign": r.slug, "status": r.status,
                        "text": json.loads(r.title).get("fr")} for r in own],
-        "ballots": [{"campaign": r.slug, "choices": [f"P{c}" for c in r.choices.split(",")],
+        "ballots": [{"campaign": r.slug,
+                     "choices": [proposal_code(int(c)) for c in r.choices.split(",") if c],
                      "updated_at": r.updated_at.isoformat()} for r in cast],
     }
 
@@ -268,6 +276,13 @@ def count_rows(conn: Connection, table: Table) -> int:
 
 def delete_campaign(conn: Connection, slug: str) -> None:
     conn.execute(delete(campaigns).where(campaigns.c.slug == slug))
+
+
+def set_participant_status(conn: Connection, participant_id: int, status: Status) -> None:
+    """The one path by which a person's status changes: a keyword they sent (STOP, START,
+    through the engine's `SetStatus`) or what a channel reported (blocked, opted out)."""
+    conn.execute(update(participants).where(participants.c.id == participant_id)
+                 .values(status=status.value))
 
 
 def erase_participant(conn: Connection, participant_id: int, now: datetime) -> None:

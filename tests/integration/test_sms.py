@@ -13,12 +13,12 @@ from twilio.request_validator import RequestValidator
 
 from bot.app import App
 from bot.channels.base import Reply
-from bot.channels.sms import TwilioSender
+from bot.channels.sms import EMPTY_TWIML, TwilioSender
 from bot.config import Settings
+from bot.server import Server
 from bot.store.tables import outbox, participants
 from bot.testing.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from bot.testing.server import LocalServer
-from bot.web import EMPTY_TWIML, create_web_app
 from tests.conftest import CAMPAIGNS, FixedClock, Proxy, code_of
 
 PUBLIC = "https://votz.example.org"
@@ -75,17 +75,11 @@ async def sms(tmp_path: Path, clock: FixedClock,
         twilio_from="+33756000000", twilio_api_url=url, public_url=PUBLIC,
         twilio_segments_per_second=10_000, contact="participation@example.org",
     )
-    sender = TwilioSender(settings)
-    app = await App.open(settings, senders={"sms": sender}, clock=clock)
-    await app.load_campaigns(CAMPAIGNS)
-    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_web_app(app)),
-                               base_url=PUBLIC)
-    try:
-        yield Sms(app, client, fake)
-    finally:
-        await client.aclose()
-        await sender.close()
-        await app.close()
+    async with Server.open(settings, clock=clock) as server:
+        await server.app.load_campaigns(CAMPAIGNS)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server.web),
+                                     base_url=PUBLIC) as client:
+            yield Sms(server.app, client, fake)
 
 
 async def onboard(sms: Sms, number: str = "0612345678") -> str:

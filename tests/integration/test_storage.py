@@ -44,7 +44,7 @@ from tests.conftest import FixedClock, Person, RecordingSender, code_of
 
 async def second_app(app: App, sender: RecordingSender, clock: FixedClock,
                      schema: str | None) -> App:
-    other = await App.open(app.settings, senders={"console": sender}, clock=clock,
+    other = await App.start(app.settings, senders={"console": sender}, clock=clock,
                            schema=schema)
     await other.refresh_catalog()
     return other
@@ -137,6 +137,7 @@ async def test_erasure_keeps_closed_ballots_anonymous(app: App, sender: Recordin
 
 
 class FlakySender:
+    rate = 0.0  # no pacing
     channel = "console"
 
     def __init__(self, errors: list[Exception | None]) -> None:
@@ -147,6 +148,12 @@ class FlakySender:
         if error is not None:
             raise error
         return SendResult(provider_id="ok-1")
+
+    def cost(self, reply: Reply) -> int:
+        return 1
+
+    async def close(self) -> None:
+        return None
 
 
 async def _queue_one(app: App) -> int:
@@ -307,12 +314,12 @@ async def test_moderation_publishes_a_proposal_for_voting(app: App,
 async def test_migrations_are_idempotent(app: App, clock: FixedClock,
                                          database: tuple[str, str | None]) -> None:
     settings = replace(app.settings)
-    again = await App.open(settings, clock=clock, schema=database[1])
+    again = await App.start(settings, clock=clock, schema=database[1])
     await again.close()
 
 
 async def test_broadcast_preview_and_idempotent_send(app: App, sender: RecordingSender) -> None:
-    from bot.delivery.broadcasts import Audience, preview, queue_broadcast
+    from bot.staff.broadcasts import Audience, preview, queue_broadcast
 
     people = [Person(app, sender, address=f"+3360000020{n}") for n in range(4)]
     for n, person in enumerate(people):
@@ -324,7 +331,7 @@ async def test_broadcast_preview_and_idempotent_send(app: App, sender: Recording
     youth = Audience(campaign=ideas)
     seen = await app.db.run(lambda c: preview(c, youth, texts))
     assert seen.recipients == {"console": 2}
-    assert (seen.sms_encoding["fr"], seen.sms_segments["fr"]) == ("GSM-7", 1)
+    assert (seen.costs["sms"]["fr"].encoding, seen.costs["sms"]["fr"].segments) == ("GSM-7", 1)
     everyone = await app.db.run(lambda c: preview(c, Audience(), texts))
     assert everyone.recipients == {"console": 3}  # consented and not stopped
     queued = await app.db.run(lambda c: queue_broadcast(c, "k1", youth, texts, app.clock()))

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from bot.app import App
-from bot.channels.telegram import TelegramReceiver, TelegramSender, make_bot
+from bot.channels.telegram import TelegramReceiver, TelegramRunning
 from bot.config import Settings
+from bot.server import Server
 from bot.store.tables import ballots, outbox, participants, proposals
 from bot.testing.fake_telegram import TOKEN, Call, FakeTelegram
-from bot.web import create_web_app
 from tests.conftest import CAMPAIGNS, FixedClock, code_of
 
 PUBLIC = "https://votz.example.org"
@@ -68,25 +68,21 @@ async def tg(request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock,
     settings = replace(
         Settings.from_env({}, dotenv=None), database_url=f"sqlite:///{tmp_path / 'tg.db'}",
         telegram_token=TOKEN, telegram_api_url=url, telegram_mode=request.param,
-        public_url=PUBLIC, contact="participation@example.org")
-    bot = make_bot(settings)
-    sender = TelegramSender(bot)
-    sender.rate = 10_000  # the tests send faster than Telegram's 30/s would allow
-    sender.per_chat_interval = 0
-    app = await App.open(settings, senders={"telegram": sender}, clock=clock)
-    await app.load_campaigns(CAMPAIGNS)
-    receiver = TelegramReceiver(bot, settings, app.pipeline.handle, app.i18n, clock)
-    await receiver.start(poll=False)
-    client = httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_web_app(app, telegram=receiver)),
-        base_url=PUBLIC)
-    try:
-        yield Telegram(app, receiver, fake, client, request.param == "webhook")
-    finally:
-        await client.aclose()
-        await receiver.stop()
-        await sender.close()
-        await app.close()
+        public_url=PUBLIC, contact="participation@example.org",
+        # The tests send faster than Telegram's 30/s and 1/s per chat would allow.
+        telegram_messages_per_second=10_000, telegram_chat_interval=0)
+    async with Server.open(settings, clock=clock) as server:
+        await server.app.load_campaigns(CAMPAIGNS)
+        running = server.channels["telegram"]
+        assert isinstance(running, TelegramRunning)
+        receiver = running.receiver
+        await receiver.start(poll=False)
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server.web),
+                                         base_url=PUBLIC) as client:
+                yield Telegram(server.app, receiver, fake, client, request.param == "webhook")
+        finally:
+            await receiver.stop()
 
 
 async def onboard(tg: Telegram, *, user: int = ANNE) -> Call:

@@ -9,9 +9,10 @@ import pytest
 from bot.app import load_engine
 from bot.channels.base import Inbound
 from bot.conversation.effects import CastBallot, GiveConsent, SetLocale, SetProfile, SetStatus
-from bot.conversation.engine import Catalog, Context, EngineSettings, State
+from bot.conversation.engine import Context, EngineSettings, State
 from bot.domain.ballots import Proposal
 from bot.domain.campaigns import parse_campaign
+from bot.domain.catalog import Catalog
 from bot.domain.participants import Profile, Status
 from bot.i18n import I18n
 

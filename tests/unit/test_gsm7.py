@@ -7,8 +7,8 @@ import pytest
 from bot.app import load_engine
 from bot.channels.gsm7 import cost, sms_safe
 from bot.channels.sms import normalise_number
-from bot.channels.sms_audit import AuditLine, audit, report
 from bot.i18n import I18n
+from bot.staff.audit import AuditLine, audit, report
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,8 @@
-"""`votz sms audit`: what every SMS text costs, in every language.
+"""`votz CHANNEL audit`: what every text costs, in every language, where sending costs per unit.
 
-Each flow step is rendered as the person receives it (prompt and options, with sample values
-for campaign titles, dates and codes); every other message is rendered alone. A text over
+Each flow step is measured as the person receives it (prompt and options, with sample values
+for campaign titles, dates and codes); every other message is measured alone. The channel's
+registry entry measures (for SMS: rendered as sent, GSM-7 or UCS-2, segments). A text over
 two segments fails the audit; French prompts should average at most 1.2 segments.
 """
 
@@ -11,11 +12,11 @@ import string
 from dataclasses import dataclass
 
 from bot.channels.base import Reply, ReplyChoice
-from bot.channels.gsm7 import cost
-from bot.channels.sms import render
 from bot.conversation.actions import LANGUAGE_NAMES
 from bot.conversation.flows import FlowSet
+from bot.errors import ConfigError
 from bot.i18n import LOCALES, I18n, Msg, PluralMsg, Translator
+from bot.staff import Measure, measured
 
 MAX_SEGMENTS = 2
 TARGET_MEAN = 1.2
@@ -63,7 +64,7 @@ class AuditLine:
     what: str  # a step reference or a message key
     prompt: bool
     encoding: str
-    characters: int
+    units: int  # septets (GSM-7) or UTF-16 code units (UCS-2): what segments are cut from
     segments: int
 
 
@@ -80,7 +81,13 @@ def _sample(template: str, t: Translator) -> dict[str, object]:
     return {name: localised.get(name, SAMPLES.get(name, "x" * 10)) for name in names}
 
 
-def audit(i18n: I18n, flows: FlowSet) -> list[AuditLine]:
+def audit(i18n: I18n, flows: FlowSet, measure: Measure | None = None) -> list[AuditLine]:
+    """Every text measured by `measure` (default: the first channel that charges per unit)."""
+    if measure is None:
+        channels = measured()
+        if not channels:
+            raise ConfigError("no channel charges per message: nothing to audit")
+        measure = next(iter(channels.values()))
     lines: list[AuditLine] = []
     seen_in_steps: set[str] = set()
     for locale in LOCALES:
@@ -97,13 +104,13 @@ def audit(i18n: I18n, flows: FlowSet) -> list[AuditLine]:
             else:
                 choices = [ReplyChoice(str(i), str(i), label)
                            for i, label in enumerate(SAMPLE_OPTIONS, 1)] if step.source else []
-            lines.append(_line(locale, ref, True, Reply(text, choices)))
+            lines.append(_line(measure, locale, ref, True, Reply(text, choices)))
     catalog_keys = _catalog_keys(i18n)
     for locale in LOCALES:
         t = i18n[locale]
         for key in sorted(catalog_keys - seen_in_steps):
             template = t(key) if "{" not in t(key) else t.render(Msg(key))
-            lines.append(_line(locale, key, False,
+            lines.append(_line(measure, locale, key, False,
                                Reply(t.render(Msg(key, _sample(template, t))))))
     return lines
 
@@ -119,21 +126,20 @@ def _catalog_keys(i18n: I18n) -> set[str]:
     return keys
 
 
-def _line(locale: str, what: str, prompt: bool, reply: Reply) -> AuditLine:
-    body = render(reply)
-    sms = cost(body)
-    return AuditLine(locale, what, prompt, sms.encoding, len(body), sms.segments)
+def _line(measure: Measure, locale: str, what: str, prompt: bool, reply: Reply) -> AuditLine:
+    cost = measure(reply)
+    return AuditLine(locale, what, prompt, cost.encoding, cost.units, cost.segments)
 
 
 def report(lines: list[AuditLine]) -> tuple[str, bool]:
     """A printable table and whether the audit passes."""
-    out = [f"{'lang':4} {'text':28} {'encoding':8} {'chars':>5} {'segments':>8}"]
+    out = [f"{'lang':4} {'text':28} {'encoding':8} {'units':>5} {'segments':>8}"]
     ok = True
     for line in lines:
         flag = ""
         if line.segments > MAX_SEGMENTS:
             flag, ok = "  <- over 2 segments", False
-        out.append(f"{line.locale:4} {line.what:28} {line.encoding:8} {line.characters:>5} "
+        out.append(f"{line.locale:4} {line.what:28} {line.encoding:8} {line.units:>5} "
                    f"{line.segments:>8}{flag}")
     for locale in LOCALES:
         prompts = [x.segments for x in lines if x.locale == locale and x.prompt]

@@ -1,0 +1,80 @@
+"""First contact (flows/onboarding.yaml): consent, age, postcode; its language step: settings.py."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot.conversation.actions.common import AGE_LABELS, Actions, Sources, Views
+from bot.conversation.effects import Erase, GiveConsent, SetProfile
+from bot.conversation.engine import Turn
+from bot.conversation.matching import Option
+from bot.domain.campaigns import AGE_BRACKETS
+from bot.domain.participants import departement_of
+from bot.domain.region import OCCITANIE
+
+
+def privacy_notice(turn: Turn) -> dict[str, Any]:
+    return {"url": turn.ctx.settings.privacy_url}
+
+
+def record_consent(turn: Turn, value: Any) -> str:
+    if value == "accept":
+        turn.effect(GiveConsent(turn.ctx.settings.privacy_url))
+        turn.update_profile(consent_at=turn.now)
+        return "accepted"
+    turn.effect(Erase())
+    turn.forget = True
+    turn.notice("onboarding.declined")
+    return "declined"
+
+
+def age_brackets(turn: Turn) -> list[Option]:
+    t = turn.t
+    return [
+        Option(id=b, key=str(i), label=t(AGE_LABELS[b])) for i, b in enumerate(AGE_BRACKETS, 1)
+    ]
+
+
+def set_age_bracket(turn: Turn, value: Any) -> str:
+    if value == "under-15":
+        # Under 15, French law asks for a parent's consent too: we keep nothing.
+        turn.effect(Erase())
+        turn.forget = True
+        turn.notice("onboarding.too_young")
+        return "too_young"
+    turn.effect(SetProfile(age_bracket=str(value)))
+    turn.update_profile(age_bracket=str(value))
+    return "ok"
+
+
+def set_postcode(turn: Turn, value: Any) -> str:
+    code = re.sub(r"\s", "", str(value))
+    departement = departement_of(code)
+    if departement is None:
+        turn.notice("onboarding.postcode_invalid")
+        return "retry"
+    turn.effect(SetProfile(postal_code=code, departement=departement))
+    turn.update_profile(postal_code=code, departement=departement)
+    if departement in OCCITANIE:
+        turn.notice("onboarding.done")
+    else:
+        turn.notice("onboarding.done_outside")
+    slug = turn.data.get("deep_link")
+    if slug and turn.ctx.catalog.by_slug(slug):
+        turn.data = {"campaign": slug}
+        return "campaign"
+    return "ok"
+
+
+ACTIONS: Actions = {
+    "record_consent": (record_consent, {"accepted", "declined"}),
+    "set_age_bracket": (set_age_bracket, {"ok", "too_young"}),
+    "set_postcode": (set_postcode, {"ok", "campaign", "retry"}),
+}
+VIEWS: Views = {
+    "privacy_notice": privacy_notice,
+}
+SOURCES: Sources = {
+    "age_brackets": (age_brackets, frozenset(AGE_BRACKETS)),
+}

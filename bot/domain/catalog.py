@@ -1,0 +1,30 @@
+"""What the conversation offers: campaigns, their published proposals, published winners."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from bot.domain.ballots import Proposal
+from bot.domain.campaigns import Campaign
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    """Campaigns and their published proposals, as the conversation shows them."""
+
+    campaigns: tuple[Campaign, ...] = ()
+    proposals: Mapping[int, Proposal] = field(default_factory=dict)
+    winners: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # results published
+
+    def by_slug(self, slug: str | None) -> Campaign | None:
+        return next((c for c in self.campaigns if c.slug == slug), None)
+
+    def by_id(self, campaign_id: int) -> Campaign | None:
+        return next((c for c in self.campaigns if c.id == campaign_id), None)
+
+    def published(self, campaign_id: int) -> list[Proposal]:
+        return sorted(
+            (p for p in self.proposals.values() if p.campaign_id == campaign_id),
+            key=lambda p: p.id,
+        )

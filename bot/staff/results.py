@@ -1,0 +1,82 @@
+"""Results: a campaign's tally, and the table, CSV and JSON staff publish."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from sqlalchemy import Connection
+
+from bot.domain.results import SUPPRESS_BELOW, Results, tally
+from bot.store.db import Database
+from bot.store.repo import campaign_proposals, counted_ballots, get_campaign
+
+FORMATS = ("table", "csv", "json")
+BREAKDOWNS = ("age", "departement")
+
+
+async def campaign_results(db: Database, slug: str) -> Results:
+    """The tally of every proposal of the campaign, winners and small-cell-suppressed breakdowns."""
+
+    def query(conn: Connection) -> Results:
+        campaign = get_campaign(conn, slug)
+        return tally(campaign, campaign_proposals(conn, campaign.id),
+                     counted_ballots(conn, campaign.id))
+
+    return await db.run(query)
+
+
+def format_results(results: Results, fmt: str, by: str | None = None) -> str:
+    """`fmt` is one of FORMATS; with "csv", `by` (one of BREAKDOWNS) gives that breakdown."""
+    lines = results.lines
+    if fmt == "json":
+        return json.dumps({
+            "campaign": results.campaign.slug,
+            "ballots": results.ballots,
+            "envelope": results.campaign.envelope,
+            "envelope_used": results.envelope_used,
+            "proposals": [{"code": line.proposal.code, "title": line.proposal.text("fr"),
+                           "cost": line.proposal.cost, "votes": line.votes,
+                           "winner": line.winner} for line in lines],
+            "by_age_bracket": results.by_age,
+            "by_departement": results.by_departement,
+            "suppressed_below": SUPPRESS_BELOW,
+        }, ensure_ascii=False, indent=2)
+    if fmt == "csv" and by is not None:
+        # One table per file, as open data wants it; "<5" where a cell is hidden.
+        out = io.StringIO()
+        writer = csv.writer(out)
+        column, counts = (("age_bracket", results.by_age) if by == "age"
+                          else ("departement", results.by_departement))
+        writer.writerow([column, "ballots"])
+        for key, count in counts.items():
+            writer.writerow([key, f"<{SUPPRESS_BELOW}" if count is None else count])
+        return out.getvalue()
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["code", "title", "cost", "votes", "winner"])
+        for line in lines:
+            writer.writerow([line.proposal.code, line.proposal.text("fr"),
+                             line.proposal.cost or "", line.votes, int(line.winner)])
+        return out.getvalue()
+    out_lines = [f"{results.campaign.text('title', 'fr')} — {results.ballots} ballot(s)"]
+    if results.campaign.envelope is not None:
+        out_lines.append(f"envelope {results.campaign.envelope} €, "
+                         f"winners use {results.envelope_used} €")
+    out_lines.append(f"{'code':6} {'votes':>6} {'cost':>9}  win  title")
+    for line in lines:
+        cost = str(line.proposal.cost or "")
+        mark = " *  " if line.winner else "    "
+        out_lines.append(f"{line.proposal.code:6} {line.votes:>6} {cost:>9} {mark} "
+                         f"{line.proposal.text('fr')}")
+
+    def cells(name: str, data: dict[str, int | None]) -> str:
+        shown = ", ".join(f"{k}: {f'<{SUPPRESS_BELOW}' if v is None else v}"
+                          for k, v in data.items())
+        return f"{name}: {shown or '-'}"
+
+    out_lines.append(cells("by age bracket", dict(results.by_age)))
+    out_lines.append(cells("by département", dict(results.by_departement)))
+    return "\n".join(out_lines) + "\n"
