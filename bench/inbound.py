@@ -21,11 +21,12 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# The project, not this folder, first: bench/telegram.py would shadow the `telegram` package.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-from bot.app import App
-from bot.channels.base import Inbound, Reply, SendResult
-from bot.config import Settings
+from bot.app import App  # noqa: E402
+from bot.channels.base import Inbound, Reply, SendResult  # noqa: E402
+from bot.config import Settings  # noqa: E402
 
 
 class NullSender:
@@ -90,7 +91,6 @@ async def run(args: argparse.Namespace) -> None:
     elapsed = time.perf_counter() - started
     stop.set()
     if dispatcher is not None:
-        app.dispatcher.wake()
         await dispatcher
     await app.close()
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from bot.channels import registry
 from bot.channels.base import DeliveryReport, Inbound, Sender
 from bot.config import Settings
 from bot.conversation.actions import BEHAVIOUR, REGISTRY
@@ -95,7 +96,9 @@ class App:
                     clock: Clock = utcnow, schema: str | None = None) -> App:
         i18n = I18n(default=settings.default_locale)
         _, engine = load_engine(i18n)
-        db = Database(settings.database_url, schema=schema)
+        db = Database(settings.database_url, schema=schema,
+                      busy_seconds=settings.sqlite_busy_seconds,
+                      application_name=f"votz {settings.instance_name}")
         try:
             await migrate(db)
             catalog = await db.run(lambda conn: load_catalog(conn, clock()))
@@ -106,7 +109,9 @@ class App:
             privacy_url=settings.privacy_url, contact=settings.contact,
             idle_timeout=timedelta(hours=settings.idle_timeout_hours),
         )
-        dispatcher = Dispatcher(db, senders or {}, clock)
+        for name in senders or {}:  # imported now, not while the first message waits
+            registry.channel(name)
+        dispatcher = Dispatcher(db, senders or {}, clock, instance=settings.instance_name)
         pipeline = Pipeline(db, engine, i18n, engine_settings, catalog, clock=clock,
                             default_locale=settings.default_locale, on_queued=dispatcher.wake)
         return cls(settings, db, i18n, pipeline, dispatcher, clock)

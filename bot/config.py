@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -49,6 +50,16 @@ class Settings:
     contact: str = "participation@laregion.fr"
     default_locale: str = "fr"
     idle_timeout_hours: float = 24.0
+    instance: str = ""  # this process's name for its outbox claims (default host:port)
+    shutdown_seconds: float = 10.0
+    send_timeout_seconds: float = 15.0
+    health_outbox_delay_seconds: float = 120.0
+    sqlite_busy_seconds: float = 10.0
+
+    @property
+    def instance_name(self) -> str:
+        """Stable across restarts of the same process, different between processes."""
+        return self.instance or f"{socket.gethostname()}:{self.http_port}"
 
     @property
     def campaigns_path(self) -> Path:

@@ -3,9 +3,12 @@
     settings ─> App (database, migrations, catalog, pipeline, dispatcher)
              ─> channels the settings configure, from the registry (sender, routes, loops)
              ─> web app (health, metrics, the channels' routes) under uvicorn
-             ─> long-running tasks: dispatcher, catalog refresh (bot.scheduling)
+             ─> supervised loops: one dispatcher per channel, the channels' own loops
+                (Telegram polling), the catalog refresh (bot.scheduling)
 
-`Server.open` builds it (and closes it on leaving); `serve` runs it until SIGINT or SIGTERM.
+`Server.open` builds it (and closes it on leaving); `serve` runs it until SIGINT or SIGTERM,
+then stops taking work, lets the sends and updates under way finish (at most
+`VOTZ_SHUTDOWN_SECONDS`), gives back the claims it could not finish, and returns.
 """
 
 from __future__ import annotations
@@ -13,7 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 from collections.abc import AsyncIterator
+from datetime import datetime
+from types import FrameType
+from typing import Any
 
 from starlette.applications import Starlette
 
@@ -22,19 +29,25 @@ from bot.channels import registry
 from bot.channels.base import Running
 from bot.config import Settings
 from bot.conversation.pipeline import Clock, utcnow
+from bot.delivery.outbox import oldest_due
 from bot.scheduling.catalog import refresh_catalog_every
+from bot.supervision import Supervisor
 from bot.web import create_web_app
 
 log = logging.getLogger("votz.run")
+HEALTH_DB_SECONDS = 3.0  # a database that does not answer /healthz's query within this is down
 
 
 class Server:
-    """An `App` with its channels running and its web app built."""
+    """An `App` with its channels running, its web app built and its loops supervised."""
 
-    def __init__(self, app: App, channels: dict[str, Running], web: Starlette) -> None:
+    def __init__(self, app: App, channels: dict[str, Running]) -> None:
         self.app = app
         self.channels = channels
-        self.web = web
+        self.supervisor = Supervisor(app.metrics)
+        self._started: list[Running] = []
+        routes = [route for running in channels.values() for route in running.routes]
+        self.web: Starlette = create_web_app(app, routes, health=self.health)
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -48,38 +61,90 @@ class Server:
                     assert channel.open is not None, channel.name
                     running = channels[channel.name] = channel.open(settings, app)
                     app.dispatcher.add_sender(channel.name, running.sender)
-                routes = [route for running in channels.values() for route in running.routes]
-                yield cls(app, channels, create_web_app(app, routes))
+                yield cls(app, channels)
             finally:
                 for running in channels.values():
                     await running.sender.close()
 
+    async def health(self) -> list[str]:
+        """What is wrong now, in words (empty: healthy)."""
+        problems = []
+        for state in self.supervisor.failing():
+            since = datetime.fromtimestamp(state.failing_since or 0).astimezone()
+            problems.append(f"task {state.name} failing since {since.isoformat()}: "
+                            f"{state.last_error}")
+        channels = list(self.app.dispatcher.channels)
+        now = self.app.clock()
+        try:
+            async with asyncio.timeout(HEALTH_DB_SECONDS):
+                oldest = await self.app.db.run(lambda conn: oldest_due(conn, channels, now))
+        except Exception as exc:
+            problems.append(f"database unreachable: {type(exc).__name__}: {exc}"[:300])
+        else:
+            limit = self.app.settings.health_outbox_delay_seconds
+            if oldest is not None and (now - oldest).total_seconds() > limit:
+                problems.append(f"outbox: a message due since {oldest.isoformat()} "
+                                f"has not left (more than {limit:g} s)")
+        return problems
+
+    async def start(self) -> None:
+        """Give back the claims of this instance's last run, start the channels (Telegram's
+        command menu, its webhook or polling), then every loop under the supervisor."""
+        await self.app.dispatcher.release_own_claims()
+        for running in self.channels.values():
+            if running.start is not None:
+                log.info(await running.start())
+            self._started.append(running)
+        for name, dispatcher in self.app.dispatcher.channels.items():
+            self.supervisor.start(f"dispatcher.{name}", dispatcher.run)
+        for running in self.channels.values():
+            for name, loop in running.loops.items():
+                self.supervisor.start(name, loop)
+
+        async def catalog(stopping: asyncio.Event) -> None:
+            await refresh_catalog_every(self.app, stopping)
+
+        self.supervisor.start("catalog.refresh", catalog)
+
+    async def stop(self) -> None:
+        """Updates being handled finish first (their replies are queued), then every loop
+        stops taking work and finishes or gives back what it holds."""
+        for running in self._started:
+            if running.stop is not None:
+                await running.stop()
+        await self.supervisor.stop(timeout=self.app.settings.shutdown_seconds)
+
     async def serve(self) -> None:
-        """Start the channels and the tasks, serve HTTP until a signal, then stop cleanly."""
+        """Start everything, serve HTTP until SIGINT or SIGTERM, then stop cleanly."""
         import uvicorn
 
         settings = self.app.settings
         logging.getLogger("votz").setLevel(logging.INFO)
         server = uvicorn.Server(uvicorn.Config(
             self.web, host=settings.http_host, port=settings.http_port, log_level="warning",
-            access_log=False, lifespan="off"))
-        stop = asyncio.Event()
-        tasks = [asyncio.create_task(self.app.dispatcher.run(stop)),
-                 asyncio.create_task(refresh_catalog_every(self.app, stop))]
-        started = []
+            access_log=False, lifespan="off",
+            timeout_graceful_shutdown=max(1, int(settings.shutdown_seconds / 2))))
+        signalled: list[int] = []
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            # Installed before uvicorn's own handlers, which it restores when it has shut
+            # down and then re-raises the signal: it lands here, and shutdown continues.
+            signalled.append(signum)
+            server.should_exit = True
+
+        previous: dict[int, Any] = {
+            signum: signal.signal(signum, on_signal)
+            for signum in (signal.SIGINT, signal.SIGTERM)}
         try:
-            for running in self.channels.values():
-                if running.start is not None:
-                    log.info(await running.start())
-                started.append(running)
+            await self.start()
             if not self.channels:
                 log.warning("run.no_channel: set VOTZ_TWILIO_* (SMS) or VOTZ_TELEGRAM_TOKEN")
-            log.info("http.started url=http://%s:%s", settings.http_host, settings.http_port)
+            log.info("http.started url=http://%s:%s instance=%s", settings.http_host,
+                     settings.http_port, settings.instance_name)
             await server.serve()
         finally:
-            stop.set()
-            for running in started:
-                if running.stop is not None:
-                    await running.stop()
-            self.app.dispatcher.wake()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            log.info("run.stopping signal=%s", signalled[0] if signalled else None)
+            await self.stop()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            log.info("run.stopped")

@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy import select
 from starlette.applications import Starlette
@@ -23,12 +23,29 @@ from bot.delivery.outbox import count_by_status
 log = logging.getLogger("votz.web")
 
 
-def create_web_app(app: App, routes: Sequence[BaseRoute] = ()) -> Starlette:
-    """The web app of one Votz process: its own pages and the channels' `routes`."""
+Health = Callable[[], Awaitable[list[str]]]
+
+
+def create_web_app(app: App, routes: Sequence[BaseRoute] = (), *,
+                   health: Health | None = None) -> Starlette:
+    """The web app of one Votz process: its own pages and the channels' `routes`.
+
+    `health` says what is wrong (a task failing, the database, the outbox late); without
+    it, /healthz only checks that the database answers.
+    """
     metrics = app.metrics
 
-    async def healthz(request: Request) -> Response:
+    async def database_answers() -> list[str]:
         await app.db.run(lambda conn: conn.execute(select(1)).scalar())
+        return []
+
+    check = health or database_answers
+
+    async def healthz(request: Request) -> Response:
+        problems = await check()
+        if problems:
+            log.warning("health.unhealthy problems=%s", "; ".join(problems))
+            return JSONResponse({"status": "unhealthy", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def metrics_page(request: Request) -> Response:

@@ -8,7 +8,9 @@ provider's words.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import asyncio
+import re
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -168,6 +170,9 @@ class Running:
     routes: Sequence[BaseRoute] = ()
     start: Callable[[], Awaitable[str]] | None = None  # returns the `channel.X.started` line
     stop: Callable[[], Awaitable[None]] | None = None
+    # Long-running loops the server supervises (name → loop run until the event is set).
+    loops: Mapping[str, Callable[[asyncio.Event], Awaitable[None]]] = field(
+        default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -193,3 +198,28 @@ def numbered(reply: Reply) -> str:
     if reply.footer:
         text += "\n" + reply.footer
     return text
+
+
+# A phone number (+33612345678, 06 12 34 56 78) or a Telegram chat id (a private chat's id is
+# the person's user id): six digits or more, not inside a longer word (a message SID).
+_ADDRESS = re.compile(r"(?<![\w+-])(?:[+0]\d(?:[ .]?\d){7,}|[+-]?\d{6,})(?!\w)")
+
+
+def _masked(found: re.Match[str]) -> str:
+    text = found.group()
+    digits = [i for i, ch in enumerate(text) if ch.isdigit()]
+    kept = set(digits[-2:]) | (set(digits[:2]) if text.startswith("+") else set())
+    return "".join("•" if ch.isdigit() and i not in kept else ch for i, ch in enumerate(text))
+
+
+def mask_address(text: str) -> str:
+    """`text` with every address in it masked, for logs and stored failure reasons: a phone
+    number keeps its first two digits and last two (+33•••••••78), a chat id its last two."""
+    return _ADDRESS.sub(_masked, text)
+
+
+def error_summary(exc: BaseException) -> str:
+    """What a log line may say about an error: its type and first line, addresses masked (a
+    database error's next lines quote the statement's parameters: addresses, message texts)."""
+    first_line = str(exc).partition("\n")[0]
+    return mask_address(f"{type(exc).__name__}: {first_line}")

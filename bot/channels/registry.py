@@ -1,6 +1,6 @@
 """The channel registry: every channel Votz speaks, and what the core may ask of each.
 
-Adding a channel is one module that defines a `Channel` and one line in `CHANNELS`. Outside
+Adding a channel is one module that defines `CHANNEL_SPEC` and one line in `MODULES`. Outside
 `bot/channels/`, nothing spells a channel's name: the core asks `channel(name)` for its
 capabilities, its address rules and its cost, and `configured(settings)` for the channels a
 `votz run` starts.
@@ -8,32 +8,41 @@ capabilities, its address rules and its cost, and `configured(settings)` for the
 
 from __future__ import annotations
 
-from bot.channels import console, sms, telegram
+import importlib
+
 from bot.channels.base import Capabilities, Channel
 from bot.config import Settings
 from bot.errors import ConfigError
 
-CHANNELS: dict[str, Channel] = {c.name: c for c in (console.CHANNEL_SPEC, sms.CHANNEL_SPEC,
-                                                    telegram.CHANNEL_SPEC)}
+# name → the module defining its `CHANNEL_SPEC`, imported when first asked for (the SDKs of
+# SMS and Telegram take a second to import; the console demo needs neither).
+MODULES = {
+    "console": "bot.channels.console",
+    "sms": "bot.channels.sms",
+    "telegram": "bot.channels.telegram",
+}
+_loaded: dict[str, Channel] = {}
 
 
 def names() -> list[str]:
-    return list(CHANNELS)
+    return list(MODULES)
 
 
 def channel(name: str) -> Channel:
     """The channel called `name`; a clear error for a name Votz does not know."""
-    found = CHANNELS.get(name)
+    found = _loaded.get(name)
     if found is None:
-        raise ConfigError(f"unknown channel {name!r}: one of {', '.join(CHANNELS)}")
+        if name not in MODULES:
+            raise ConfigError(f"unknown channel {name!r}: one of {', '.join(MODULES)}")
+        found = _loaded[name] = importlib.import_module(MODULES[name]).CHANNEL_SPEC
+        assert found.name == name, (found.name, name)
     return found
 
 
 def capabilities(name: str) -> Capabilities:
-    found = CHANNELS.get(name)
-    return found.capabilities if found is not None else Capabilities()
+    return channel(name).capabilities if name in MODULES else Capabilities()
 
 
 def configured(settings: Settings) -> list[Channel]:
     """The channels these settings ask `votz run` to start (checked: ConfigError if half-set)."""
-    return [c for c in CHANNELS.values() if c.configured(settings)]
+    return [c for c in map(channel, MODULES) if c.configured(settings)]

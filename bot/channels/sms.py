@@ -9,6 +9,7 @@ Replies leave through the outbox and `TwilioSender`, the official SDK's async cl
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import datetime
 
@@ -36,6 +37,8 @@ from bot.channels.base import (
     Running,
     SendResult,
     TransientSendError,
+    error_summary,
+    mask_address,
     numbered,
 )
 from bot.channels.gsm7 import SmsCost, cost, sms_safe
@@ -117,10 +120,13 @@ class TwilioSender:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         api = settings.twilio_api_url or "https://api.twilio.com"
-        http = AsyncTwilioHttpClient(pool_connections=False, timeout=10)
+        http = AsyncTwilioHttpClient(pool_connections=False,
+                                     timeout=settings.send_timeout_seconds)
         # twilio 9.13's async client keeps a proxy_url but never passes it on; its session is
         # ours instead, reading HTTP(S)_PROXY itself when the environment names one (that
-        # lookup costs a thread hop per request, so only then).
+        # lookup costs a thread hop per request, so only then). It also passes timeout=None
+        # to each request, which aiohttp reads as "no timeout": `send` bounds the call.
+        self.timeout = settings.send_timeout_seconds
         http.session = aiohttp.ClientSession(trust_env=env_proxy(api) is not None)
         self.client = Client(settings.twilio_account_sid, settings.twilio_auth_token,
                              http_client=http)
@@ -142,9 +148,12 @@ class TwilioSender:
         if self.status_callback:
             kwargs["status_callback"] = self.status_callback
         try:
-            message = await self.client.messages.create_async(**kwargs)
+            async with asyncio.timeout(self.timeout):
+                message = await self.client.messages.create_async(**kwargs)
         except TwilioRestException as exc:
-            reason = f"twilio {exc.status} {exc.code}: {exc.msg}"[:250]
+            # Twilio's message often quotes the number ("The 'To' number +336… is not…"),
+            # and this reason is logged and stored.
+            reason = mask_address(f"twilio {exc.status} {exc.code}: {exc.msg}")[:250]
             if exc.code == OPTED_OUT:
                 raise PermanentSendError(reason, participant_status=Status.STOPPED) from None
             if exc.status == 429 or exc.status >= 500:
@@ -204,7 +213,17 @@ class SmsWebhooks:
             self.metrics["sms_not_mobile_total"] += 1
             log.info("sms.inbound.not_mobile sid=%s", params.get("MessageSid"))
             return Response(EMPTY_TWIML, media_type="application/xml")
-        handled = await self.host.handle(message)
+        try:
+            handled = await self.host.handle(message)
+        except Exception as exc:
+            # Not stored (the database is locked or unreachable): an error answer makes
+            # Twilio retry when the webhook URL asks it to (see README); the retry is
+            # processed once, by its MessageSid.
+            self.metrics["sms_not_stored_total"] += 1
+            log.error("sms.inbound.not_stored sid=%s error=%s", params.get("MessageSid"),
+                      error_summary(exc))
+            return PlainTextResponse("not stored, try again", status_code=503,
+                                     headers={"Retry-After": "5"})
         self.metrics["sms_duplicate_total" if handled.duplicate else "sms_inbound_total"] += 1
         # The reply goes through the outbox; Twilio only gets an empty TwiML answer.
         return Response(EMPTY_TWIML, media_type="application/xml")

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import os
 import time
@@ -45,6 +46,7 @@ from bot.channels.base import (
     Running,
     SendResult,
     TransientSendError,
+    error_summary,
 )
 from bot.channels.sms import normalise_number
 from bot.config import Settings
@@ -58,6 +60,8 @@ os.environ.setdefault("PTB_TIMEDELTA", "1")
 CHANNEL = "telegram"
 MAX_TEXT = 4096
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
+MAX_UPDATE_ATTEMPTS = 5  # an update failing this often while others pass is given up
+MAX_WEBHOOK_BYTES = 1024 * 1024  # Telegram's updates are a few KB; 1 MiB is generous
 log = logging.getLogger("votz.telegram")
 
 # The command menu, per language: command → the keyword it sends to the conversation.
@@ -248,12 +252,12 @@ class TelegramReceiver:
         # The same secret in every process serving this bot (derived from its token).
         self.secret = hmac.new(settings.telegram_token.encode(), b"votz-telegram-webhook",
                                hashlib.sha256).hexdigest()[:48]
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._polling: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[bool]] = set()
         self._offset = 0
-        self._stop = asyncio.Event()
+        self._failures: dict[int, int] = {}  # update id → failed handlings
 
-    async def start(self, *, poll: bool = True) -> None:
+    async def start(self) -> None:
+        """Publish the command menu; register the webhook, or remove it to poll."""
         await self.bot.initialize()
         for locale in LOCALES:
             t = self.i18n[locale]
@@ -267,45 +271,84 @@ class TelegramReceiver:
                                        allowed_updates=ALLOWED_UPDATES)
         else:
             await self.bot.delete_webhook()
-            if poll:
-                self._polling = asyncio.create_task(self._poll())
 
     async def stop(self) -> None:
-        self._stop.set()
-        if self._polling is not None:
-            self._polling.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._polling
+        """Wait for the updates being handled (webhook mode hands them over one by one)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def secret_ok(self, header: str | None) -> bool:
         return header is not None and hmac.compare_digest(header, self.secret)
 
-    async def poll_once(self, *, timeout: int = 0, wait: bool = True) -> int:
-        """One getUpdates call; dispatch what came (and, with `wait`, finish handling it)."""
+    async def poll_once(self, *, timeout: int = 0) -> int:
+        """One getUpdates call; handle what came; return how many updates came.
+
+        Telegram forgets the updates before `offset` at the next call, so the offset moves
+        past an update only once it is stored: an update whose handling failed (the
+        database is down) comes again with the next call, and so do those after it (their
+        second handling is a no-op: each update is processed once, by its id). An update
+        that keeps failing while others pass is given up after `MAX_UPDATE_ATTEMPTS`.
+        """
         updates = await self.bot.get_updates(offset=self._offset, timeout=timeout,
                                              allowed_updates=ALLOWED_UPDATES)
-        tasks = []
-        for update in updates:
-            self._offset = max(self._offset, update.update_id + 1)
-            tasks.append(self.dispatch(update))
-        if wait and tasks:
-            await asyncio.gather(*tasks)
+        if not updates:
+            return 0
+        stored = await asyncio.gather(*(self.dispatch(update) for update in updates))
+        offset = self._offset
+        for update, ok in zip(updates, stored, strict=True):
+            if not ok and self._give_up(update.update_id, others_ok=any(stored)):
+                ok = True
+            if not ok:
+                break
+            offset = update.update_id + 1
+        self._offset = max(self._offset, offset)
+        if not all(stored):
+            raise UpdatesNotStored(f"{stored.count(False)} of {len(updates)} updates not "
+                                   "stored; they will be fetched again")
         return len(updates)
 
-    async def _poll(self) -> None:
+    def _give_up(self, update_id: int, *, others_ok: bool) -> bool:
+        if not others_ok:
+            return False  # nothing passes (the database is down): keep them all
+        self._failures[update_id] = self._failures.get(update_id, 0) + 1
+        if self._failures[update_id] < MAX_UPDATE_ATTEMPTS:
+            return False
+        log.error("telegram.update.given_up update=%s attempts=%d", update_id,
+                  self._failures.pop(update_id))
+        return True
+
+    async def poll_forever(self, stopping: asyncio.Event) -> None:
+        """Long-poll until `stopping` is set (a fetch in progress is abandoned: nothing is
+        confirmed by it; handling in progress is finished)."""
         backoff = 1.0
-        while not self._stop.is_set():
+        while not stopping.is_set():
+            fetch = asyncio.create_task(self.poll_once(timeout=10))
+            stop = asyncio.create_task(stopping.wait())
+            await asyncio.wait({fetch, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            # Stopping while still waiting for Telegram, or while handling (let it finish).
+            if not fetch.done() and not await self._finish_handling(fetch):
+                return
             try:
-                await self.poll_once(timeout=10, wait=False)
+                fetch.result()
                 backoff = 1.0
-            except (TimedOut, NetworkError) as exc:
-                log.warning("telegram.polling.error %s", exc)
-                await asyncio.sleep(backoff)
+            except (TimedOut, NetworkError, UpdatesNotStored) as exc:
+                log.warning("telegram.polling.error %s; again in %.0fs", exc, backoff)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), timeout=backoff)
                 backoff = min(backoff * 2, 30)
 
-    def dispatch(self, update: Update) -> asyncio.Task[None]:
+    async def _finish_handling(self, fetch: asyncio.Task[int]) -> bool:
+        """On stop: True when the call ended by itself, False when it was abandoned."""
+        if self._tasks:  # updates are being handled: they finish and are confirmed next time
+            await asyncio.wait({fetch})
+            return True
+        fetch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await fetch
+        return False
+
+    def dispatch(self, update: Update) -> asyncio.Task[bool]:
         """Handle one update in its own task: people are served concurrently; one person's
         messages keep their order through the pipeline's per-conversation lock."""
         task = asyncio.create_task(self.process(update))
@@ -313,7 +356,8 @@ class TelegramReceiver:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def process(self, update: Update) -> None:
+    async def process(self, update: Update) -> bool:
+        """Hand one update to the conversation; False when it could not be stored."""
         inbound = to_inbound(update, received_at=self.clock())
         query = update.callback_query
         # A press is acknowledged while the conversation handles it, not before: the reply
@@ -322,8 +366,11 @@ class TelegramReceiver:
         try:
             if inbound is not None:
                 await self.handle(inbound)
-        except Exception:
-            log.exception("telegram.update_error update=%s", update.update_id)
+            return True
+        except Exception as exc:
+            log.error("telegram.update.not_stored update=%s error=%s", update.update_id,
+                      error_summary(exc))
+            return False
         finally:
             if ack is not None:
                 await ack
@@ -337,9 +384,16 @@ class TelegramReceiver:
                     chat_id=query.message.chat.id, message_id=query.message.message_id,
                     reply_markup=None)
 
-    async def webhook_update(self, data: dict[str, Any]) -> None:
+    async def webhook_update(self, data: dict[str, Any]) -> bool:
+        """One update Telegram posted; False when it could not be stored (Telegram will
+        post it again when we answer with an error)."""
         update = Update.de_json(data, self.bot)
-        await self.process(update)
+        task = self.dispatch(update)
+        return await task
+
+
+class UpdatesNotStored(Exception):
+    """Some updates of a getUpdates batch were not stored; they will come again."""
 
 
 class TelegramWebhook:
@@ -358,11 +412,23 @@ class TelegramWebhook:
             log.warning("telegram.webhook.secret_invalid from=%s",
                         request.client.host if request.client else "?")
             return PlainTextResponse("forbidden", status_code=403)
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_WEBHOOK_BYTES:
+                return PlainTextResponse("too large", status_code=413)
         try:
-            data = await request.json()
-        except ValueError:
+            data = json.loads(body)
+            if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
+                raise ValueError("not an update")
+            stored = await self.receiver.webhook_update(data)
+        except (ValueError, TypeError, KeyError, TelegramError) as exc:
+            self.metrics["telegram_malformed_total"] += 1
+            log.warning("telegram.webhook.malformed error=%s", type(exc).__name__)
             return PlainTextResponse("bad request", status_code=400)
-        await self.receiver.webhook_update(data)
+        if not stored:
+            # Telegram posts the update again later; it is processed once, by its id.
+            return PlainTextResponse("not stored, try again", status_code=503)
         self.metrics["telegram_updates_total"] += 1
         return Response(status_code=200)
 
@@ -394,7 +460,9 @@ def _open(settings: Settings, host: Host) -> Running:
         me = await bot.get_me()
         return f"channel.telegram.started bot=@{me.username} mode={settings.telegram_mode}"
 
-    running = TelegramRunning(sender, routes, start=started, stop=receiver.stop)
+    loops = ({"telegram.polling": receiver.poll_forever}
+             if settings.telegram_mode == "polling" else {})
+    running = TelegramRunning(sender, routes, start=started, stop=receiver.stop, loops=loops)
     running.receiver = receiver
     return running
 

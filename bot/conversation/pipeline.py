@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, delete, func, or_, select, update
 
 from bot.channels.base import Inbound, Reply, ReplyChoice
 from bot.channels.registry import capabilities
@@ -94,7 +94,14 @@ class Statements:
             .outerjoin(conversations, conversations.c.participant_id == participants.c.id)
             .where(participants.c.channel == b("channel"), participants.c.address == b("address"))
         )
-        self.person = person.with_for_update(of=participants) if postgres else person
+        self.person = person
+        # PostgreSQL: the participant is locked by a statement of its own, before the state
+        # is read. Locked in the same statement, a second message waiting for the lock would
+        # then read the conversation as it was before the first one committed (READ
+        # COMMITTED re-reads only the locked row), and act on a stale step.
+        self.lock = (select(participants.c.id).where(
+            participants.c.channel == b("channel"), participants.c.address == b("address"))
+            .with_for_update() if postgres else None)
         self.new_person = insert_for(conn, participants).values(
             channel=b("channel"), address=b("address"), locale=b("locale"),
             status=Status.ACTIVE.value, created_at=b("now"), phone=b("phone"),
@@ -120,14 +127,23 @@ class Statements:
             campaign_id=b("campaign_id"), participant_id=b("pid"), choices=b("choices"),
             age_bracket=b("age_bracket"), departement=b("departement"), voter=b("voter"),
             created_at=b("now"), updated_at=b("now"))
-        # One ballot per voter: the same phone on SMS and Telegram replaces, never adds.
-        self.cast = ballot.on_conflict_do_update(
-            index_elements=["campaign_id", "voter"],
-            set_={"choices": ballot.excluded.choices, "age_bracket": ballot.excluded.age_bracket,
-                  "departement": ballot.excluded.departement,
-                  "participant_id": ballot.excluded.participant_id,
-                  "updated_at": ballot.excluded.updated_at},
-        )
+        # One ballot per voter: the same phone on SMS and Telegram replaces, never adds. A
+        # new ballot is inserted; else the existing one (committed, even by a concurrent
+        # transaction the insert waited for) is read, locked and replaced.
+        self.cast_new = ballot.on_conflict_do_nothing().returning(ballots.c.id)
+        # The voter's ballot, and this participant's (the same, unless their number changed).
+        existing = select(ballots.c.id, ballots.c.participant_id, ballots.c.voter).where(
+            ballots.c.campaign_id == b("campaign_id"),
+            or_(ballots.c.voter == b("voter"), ballots.c.participant_id == b("pid")))
+        self.cast_existing = existing.with_for_update() if postgres else existing
+        self.cast_replace = update(ballots).where(ballots.c.id == b("ballot_id")).values(
+            choices=b("new_choices"), age_bracket=b("new_age_bracket"),
+            departement=b("new_departement"), participant_id=b("new_pid"),
+            voter=b("new_voter"), updated_at=b("new_now"))
+        self.cast_drop = delete(ballots).where(ballots.c.id == b("ballot_id"))
+        self.someone = select(participants.c.id, participants.c.channel,
+                              participants.c.address, participants.c.locale,
+                              participants.c.status).where(participants.c.id == b("pid"))
         self.queue = outbox.insert().values(
             {name: b(name) for name in queue_values(
                 participant_id=None, channel="", address="", reply=Reply(""),
@@ -208,6 +224,8 @@ class Pipeline:
             if not fresh:
                 return Handled(duplicate=True)
 
+        if sql.lock is not None:
+            conn.execute(sql.lock, who)
         row = hot.first(conn, "person", who)
         can = capabilities(inbound.channel)
         if row is None:
@@ -216,6 +234,8 @@ class Pipeline:
             phone = inbound.address if can.verified_address else None
             conn.execute(sql.new_person, {**who, "locale": locale or self.default_locale,
                                           "now": now, "phone": phone})
+            if sql.lock is not None:  # waits if another message created them meanwhile
+                conn.execute(sql.lock, who)
             row = hot.first(conn, "person", who)
             assert row is not None
         profile = Profile(
@@ -261,9 +281,14 @@ class Pipeline:
             decision.turn,
             t("vote.share_phone") if decision.ask_contact else "",
         )
+        status = next((e.status for e in reversed(decision.effects)
+                       if isinstance(e, SetStatus)), profile.status)
         hot.execute(conn, "queue", queue_values(
             participant_id=None if erased else profile.id, channel=inbound.channel,
-            address=inbound.address, reply=reply, now=now))
+            address=inbound.address, reply=reply, now=now,
+            # The engine answers a stopped person only what they asked (STOP's confirmation,
+            # START, HELP): that answer leaves although they are stopped.
+            unconditional=status is not Status.ACTIVE))
         return Handled(reply=reply, participant_id=None if erased else profile.id)
 
     def _apply(self, conn: Connection, sql: Statements, decision: Decision, profile: Profile,
@@ -284,17 +309,14 @@ class Pipeline:
                 case SetPhone(phone=phone):
                     changes["phone"] = phone
                 case SetStatus(status=status):
-                    set_participant_status(conn, profile.id, status)
+                    set_participant_status(conn, profile.id, status, now)
                 case SubmitProposal(campaign_id=campaign_id, text=text):
                     new_id = conn.execute(sql.new_proposal, {
                         "campaign_id": campaign_id, "pid": profile.id,
                         "title": proposal_title(text), "now": now}).scalar_one()
                     results["proposal_code"] = proposal_code(new_id)
                 case CastBallot() as b:
-                    conn.execute(sql.cast, {
-                        "campaign_id": b.campaign_id, "pid": profile.id, "now": now,
-                        "choices": ",".join(map(str, b.choices)), "voter": b.voter,
-                        "age_bracket": b.age_bracket, "departement": b.departement})
+                    self._cast(conn, sql, b, profile, now)
                 case Erase():
                     erase_participant(conn, profile.id, now)
                     return results
@@ -302,3 +324,36 @@ class Pipeline:
             conn.execute(sql.update_person, {"pid": profile.id, **changes})
         return results
 
+    def _cast(self, conn: Connection, sql: Statements, ballot: CastBallot, profile: Profile,
+              now: datetime) -> None:
+        """Record the ballot; if it replaces one cast by the same voter from another channel
+        (the same verified phone), tell that side which ballot counts now."""
+        choices = ",".join(map(str, ballot.choices))
+        inserted = conn.execute(sql.cast_new, {
+            "campaign_id": ballot.campaign_id, "pid": profile.id, "now": now,
+            "choices": choices, "voter": ballot.voter, "age_bracket": ballot.age_bracket,
+            "departement": ballot.departement}).first()
+        if inserted is not None:
+            return
+        rows = conn.execute(sql.cast_existing, {"campaign_id": ballot.campaign_id,
+                                                "voter": ballot.voter, "pid": profile.id}).all()
+        found = next((r for r in rows if r.voter == ballot.voter), None) or rows[0]
+        for row in rows:
+            if row.id != found.id:  # their own ballot under a number they no longer use
+                conn.execute(sql.cast_drop, {"ballot_id": row.id})
+        conn.execute(sql.cast_replace, {
+            "ballot_id": found.id, "new_choices": choices, "new_pid": profile.id,
+            "new_voter": ballot.voter, "new_age_bracket": ballot.age_bracket,
+            "new_departement": ballot.departement, "new_now": now})
+        if found.participant_id in (None, profile.id):
+            return
+        other = conn.execute(sql.someone, {"pid": found.participant_id}).first()
+        campaign = self.catalog.by_id(ballot.campaign_id)
+        if other is None or campaign is None or other.status != Status.ACTIVE.value:
+            return
+        t = self.i18n[other.locale]
+        text = t("vote.replaced_elsewhere", campaign=campaign.text("title", other.locale),
+                 codes=", ".join(proposal_code(i) for i in ballot.choices))
+        conn.execute(outbox.insert().values(**queue_values(
+            participant_id=other.id, channel=other.channel, address=other.address,
+            reply=Reply(text), now=now)))

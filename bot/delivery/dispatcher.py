@@ -1,138 +1,307 @@
-"""The dispatcher: claims due outbox rows and hands them to each channel's sender."""
+"""The dispatcher: one loop per channel claims due outbox rows and hands them to its sender.
+
+    claim (a few rows, at most one per person: the oldest not yet sent)
+      └─> send, several at a time, at the channel's pace
+            └─> record each outcome as soon as it is known (its own small transaction)
+
+Guarantees, and why:
+- One person's messages leave in the order they were written, whichever process sends them:
+  a row is claimed only when no older row to the same address is queued or sending.
+- A slow or failing provider slows only its own channel: each channel has its own loop,
+  claims, concurrency and rate.
+- A crash re-sends at most what was in flight: each send is recorded as it completes; on
+  start a process releases the claims it held before (they are known by its instance name);
+  another process's claims come back after a lease.
+- A person who stopped (or was blocked, or erased) gets nothing queued before: claims skip
+  their rows and cancel them; only rows marked `unconditional` (the answer to STOP) go.
+- An error after the provider may have accepted a message (an unexpected exception in a
+  sender) is never retried: the row fails with "outcome unknown" instead of going twice.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from functools import partial
+from typing import Any
 
 from sqlalchemy import Connection
 
-from bot.channels.base import PermanentSendError, Sender, TransientSendError
+from bot.channels.base import (
+    PermanentSendError,
+    Sender,
+    TransientSendError,
+    error_summary,
+    mask_address,
+)
 from bot.delivery.outbox import (
     OutboxItem,
     OutboxStatus,
+    Sent,
+    cancel_stopped,
     claim,
     mark_all_sent,
     mark_failed,
     mark_retry,
+    release_claims,
 )
 from bot.delivery.ratelimit import TokenBucket
 from bot.store.db import Database
 from bot.store.repo import set_participant_status
 
 log = logging.getLogger("votz.dispatcher")
-Outcome = Callable[[Connection], object]
+CANCEL_EVERY = 30.0  # seconds between two sweeps of rows left for people who stopped
+Record = Callable[[Connection], object]
+Outcome = Sent | Record  # what to write about one send: most often, that it was sent
 
 
-class Dispatcher:
-    """Sends due messages: one person's in order, different people concurrently.
+def write_outcomes(conn: Connection, outcomes: list[Outcome]) -> None:
+    """Sends that succeeded in one statement; failures and retries one by one."""
+    mark_all_sent(conn, [o for o in outcomes if isinstance(o, Sent)])
+    for outcome in outcomes:
+        if not isinstance(outcome, Sent):
+            outcome(conn)
 
-    A sender may declare `rate` (units per second) and `cost(reply)` (units, e.g. SMS
-    segments); the dispatcher then keeps to that rate with a token bucket.
-    """
 
-    def __init__(self, db: Database, senders: Mapping[str, Sender],
-                 clock: Callable[[], datetime], *, batch: int = 20,
-                 concurrency: int = 4) -> None:
+class ChannelDispatcher:
+    """Sends one channel's due messages, `concurrency` at a time, at its sender's pace."""
+
+    def __init__(self, db: Database, channel: str, sender: Sender,
+                 clock: Callable[[], datetime], *, instance: str, concurrency: int = 4,
+                 batch: int = 20, idle: float = 1.0) -> None:
         self.db = db
-        self.senders = dict(senders)
+        self.channel = channel
+        self.sender = sender
         self.clock = clock
-        self.batch = batch
+        self.instance = instance
         self.concurrency = concurrency
-        self._wake = asyncio.Event()
-        self._buckets: dict[str, TokenBucket] = {}
+        self.batch = max(batch, concurrency)
+        self.idle = idle
+        self.wakeup = asyncio.Event()
+        self.bucket = TokenBucket(float(sender.rate)) if sender.rate else None
+        self._unrecorded: list[Outcome] = []  # outcomes the database refused: written later
+        self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []  # to write next
+        self._writer: asyncio.Task[None] | None = None
+        self._next_sweep = 0.0
 
-    def add_sender(self, channel: str, sender: Sender) -> None:
-        self.senders[channel] = sender
+    async def _claim(self, limit: int) -> list[OutboxItem]:
+        now = self.clock()
+        sweep = time.monotonic() >= self._next_sweep
+        if sweep:
+            self._next_sweep = time.monotonic() + CANCEL_EVERY
 
-    def wake(self) -> None:
-        self._wake.set()
+        def claim_due(conn: Connection) -> list[OutboxItem]:
+            if sweep:
+                cancel_stopped(conn, self.channel, now)
+            return claim(conn, self.channel, self.instance, now, limit=limit)
+
+        return await self.db.run(claim_due)
 
     async def run_once(self) -> int:
-        """Send one batch of due messages; return how many were claimed."""
-        channels = list(self.senders)
-        now = self.clock()
-        items = await self.db.run(lambda conn: claim(conn, channels, now, limit=self.batch))
+        """Claim what is due now (one row per person) and send it; return how many."""
+        await self._flush_unrecorded()
+        items = await self._claim(self.batch)
         if not items:
             return 0
-        groups: dict[tuple[str, str], list[OutboxItem]] = defaultdict(list)
-        for item in items:
-            groups[(item.channel, item.address)].append(item)
         gate = asyncio.Semaphore(self.concurrency)
-        outcomes: list[Outcome] = []
-        sent: list[tuple[int, str | None]] = []
 
-        async def in_order(group: list[OutboxItem]) -> None:
+        async def one(item: OutboxItem) -> None:
             async with gate:
-                for one in group:
-                    outcome = await self._deliver(one)
-                    if isinstance(outcome, tuple):
-                        sent.append(outcome)
-                    else:
-                        outcomes.append(outcome)
+                await self._send_and_record(item)
 
-        await asyncio.gather(*(in_order(group) for group in groups.values()))
-        done = self.clock()
-
-        def record(conn: Connection) -> None:
-            mark_all_sent(conn, sent, done)
-            for outcome in outcomes:
-                outcome(conn)
-
-        # One transaction for the whole batch's results.
-        await self.db.run(record)
+        await asyncio.gather(*(one(item) for item in items))
         return len(items)
 
-    async def _throttle(self, sender: Sender, item: OutboxItem) -> None:
-        if not sender.rate:
-            return
-        bucket = self._buckets.get(item.channel)
-        if bucket is None:
-            bucket = self._buckets[item.channel] = TokenBucket(float(sender.rate))
-        await bucket.take(sender.cost(item.reply))
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Claim and send until `stopping` is set; then finish what is in flight.
 
-    async def _deliver(self, item: OutboxItem) -> Outcome | tuple[int, str | None]:
-        """Send one message; return (id, provider id) when sent, else what to record."""
-        sender = self.senders[item.channel]
-        await self._throttle(sender, item)
+        Rows are claimed a batch at a time (`batch`, one per person) and sent `concurrency`
+        at a time; a row claimed and not yet started is not in flight: if the process stops
+        or dies, it is given back and sent once.
+        """
+        backlog: deque[OutboxItem] = deque()
+        in_flight: set[asyncio.Task[None]] = set()
+        stop_wait = asyncio.create_task(stopping.wait())
+        woken = more = True
         try:
-            result = await sender.send(item.address, item.reply)
+            while not stopping.is_set():
+                await self._flush_unrecorded()
+                held = len(backlog) + len(in_flight)
+                # Claim when the backlog runs low, if new rows came (a wake-up, or the idle
+                # timeout for retries) or the last claim left some behind: one claim per
+                # batch, not one per message.
+                if held < self.batch and len(backlog) < self.concurrency and (woken or more):
+                    self.wakeup.clear()
+                    claimed = await self._claim(self.batch - held)
+                    more = len(claimed) == self.batch - held
+                    backlog.extend(claimed)
+                while backlog and len(in_flight) < self.concurrency:
+                    in_flight.add(asyncio.create_task(self._send_and_record(backlog.popleft())))
+                # A finished send makes room; a wake-up means new rows (only worth waking for
+                # when the next turn would claim them); idle: retries come due.
+                waiting: set[asyncio.Task[Any]] = {stop_wait, *in_flight}
+                wake = None
+                if len(backlog) + len(in_flight) < self.batch and len(backlog) < self.concurrency:
+                    wake = asyncio.create_task(self.wakeup.wait())
+                    waiting.add(wake)
+                try:
+                    done, _ = await asyncio.wait(waiting, timeout=self.idle,
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if wake is not None:
+                        wake.cancel()
+                woken = wake in done or not done  # a wake-up, or the idle timeout
+                for task in done & in_flight:
+                    in_flight.discard(task)
+                    task.result()  # a failure to record is raised here (the loop restarts)
+        finally:
+            stop_wait.cancel()
+            # Stopping (or restarting): what was claimed and not started goes back at once;
+            # the sends under way finish and are recorded (if this task is cancelled
+            # meanwhile, each gives its own claim back).
+            if backlog:
+                waiting_ids = [item.id for item in backlog]
+                await asyncio.shield(self.db.run(
+                    lambda conn: release_claims(conn, self.instance, waiting_ids)))
+            if in_flight:
+                await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _send_and_record(self, item: OutboxItem) -> None:
+        """Send, then record; the slot stays taken until the outcome is written, so at most
+        `concurrency` messages are ever sent and not recorded."""
+        recorded = False
+        try:
+            outcome = await self._deliver(item)
+            try:
+                await self._record(outcome)
+            except Exception as exc:
+                # Sent (or failed) but not written down: keep it, write it before claiming
+                # more. The row stays claimed by this process meanwhile, so it is not resent.
+                log.error("outbox.record_failed id=%s error=%s", item.id, error_summary(exc))
+                self._unrecorded.append(outcome)
+            recorded = True
+        finally:
+            if not recorded:  # cancelled before the provider answered: give the claim back
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(self.db.run(
+                        lambda conn: release_claims(conn, self.instance, [item.id])))
+
+    async def _record(self, outcome: Outcome) -> None:
+        """Write `outcome`, in one transaction with those that ended meanwhile."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((outcome, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write_pending())
+        await done
+
+    async def _write_pending(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            outcomes = [outcome for outcome, _ in batch]
+            try:
+                await self.db.run_grouped(partial(write_outcomes, outcomes=outcomes))
+            except BaseException as exc:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_exception(exc if isinstance(exc, Exception)
+                                           else RuntimeError("not recorded: stopping"))
+                if not isinstance(exc, Exception):
+                    raise
+            else:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(None)
+
+    async def _flush_unrecorded(self) -> None:
+        while self._unrecorded:
+            await self.db.run_grouped(partial(write_outcomes, outcomes=self._unrecorded[:1]))
+            self._unrecorded.pop(0)
+
+    async def _deliver(self, item: OutboxItem) -> Outcome:
+        """Send one message; return what to write about it."""
+        if self.bucket is not None:
+            await self.bucket.take(self.sender.cost(item.reply))
+        try:
+            result = await self.sender.send(item.address, item.reply)
         except TransientSendError as exc:
             reason, retry_after = exc.reason, exc.retry_after
-            log.warning("outbox.retry id=%s reason=%s", item.id, reason)
+            log.warning("outbox.retry id=%s reason=%s", item.id, mask_address(reason))
             return lambda conn: mark_retry(conn, item, reason, self.clock(), retry_after)
         except PermanentSendError as exc:
             reason, status = exc.reason, exc.participant_status
-            log.warning("outbox.failed id=%s reason=%s status=%s", item.id, reason, status)
+            log.warning("outbox.failed id=%s reason=%s status=%s", item.id,
+                        mask_address(reason), status)
 
             def failed(conn: Connection) -> None:
                 mark_failed(conn, item.id, reason, self.clock())
                 if status is not None and item.participant_id is not None:
-                    set_participant_status(conn, item.participant_id, status)
+                    set_participant_status(conn, item.participant_id, status, self.clock())
 
             return failed
-        except Exception as exc:  # a bug in a sender must not lose the message
-            reason = f"{type(exc).__name__}: {exc}"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # The provider may have accepted it (an error while reading its answer): sending
+            # again could make a duplicate, so this message is not retried.
+            reason = mask_address(f"outcome unknown, not retried: {type(exc).__name__}: {exc}")
             log.exception("outbox.sender_error id=%s", item.id)
-            return lambda conn: mark_retry(conn, item, reason, self.clock())
-        return (item.id, result.provider_id)
+            return lambda conn: mark_failed(conn, item.id, reason, self.clock())
+        return Sent(item.id, result.provider_id, self.clock())
+
+
+class Dispatcher:
+    """Every channel's dispatcher; `wake` after queueing, `drain` in tests and the console."""
+
+    def __init__(self, db: Database, senders: Mapping[str, Sender],
+                 clock: Callable[[], datetime], *, instance: str = "votz",
+                 concurrency: int = 4) -> None:
+        self.db = db
+        self.clock = clock
+        self.instance = instance
+        self.concurrency = concurrency
+        self.channels: dict[str, ChannelDispatcher] = {}
+        for channel, sender in senders.items():
+            self.add_sender(channel, sender)
+
+    @property
+    def senders(self) -> dict[str, Sender]:
+        return {name: c.sender for name, c in self.channels.items()}
+
+    def add_sender(self, channel: str, sender: Sender) -> None:
+        self.channels[channel] = ChannelDispatcher(
+            self.db, channel, sender, self.clock, instance=self.instance,
+            concurrency=self.concurrency)
+
+    def wake(self) -> None:
+        for channel in self.channels.values():
+            channel.wakeup.set()
+
+    async def release_own_claims(self) -> int:
+        """On start: claims this instance held when it last stopped (or died) go back."""
+        released: int = await self.db.run(lambda conn: release_claims(conn, self.instance))
+        if released:
+            log.warning("outbox.claims_released instance=%s count=%d (in flight when the "
+                        "process last stopped)", self.instance, released)
+        return released
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        """Every channel's loop until `stopping` is set, unsupervised (benchmarks; `votz run`
+        supervises each loop on its own, see bot/server.py)."""
+        await asyncio.gather(*(c.run(stopping) for c in self.channels.values()))
+
+    async def run_once(self) -> int:
+        counts = await asyncio.gather(*(c.run_once() for c in self.channels.values()))
+        return sum(counts)
 
     async def drain(self) -> None:
         """Send everything due now (used by the console and tests)."""
         while await self.run_once():
             pass
 
-    async def run(self, stop: asyncio.Event, *, idle: float = 1.0) -> None:
-        while not stop.is_set():
-            while await self.run_once():
-                pass
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=idle)
 
-
-__all__ = ["Dispatcher", "OutboxStatus"]
+__all__ = ["ChannelDispatcher", "Dispatcher", "OutboxStatus"]

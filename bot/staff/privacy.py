@@ -37,7 +37,8 @@ async def export(db: Database, channel: str, raw_address: str) -> dict[str, Any]
 
 
 async def erase(db: Database, channel: str, raw_address: str, now: datetime) -> bool:
-    """Erase one person (counted ballots stay, anonymous); False when nobody has that address."""
+    """Erase one person and every message to their address (counted ballots stay, anonymous);
+    False when nothing was held about that address."""
     address = stored_address(channel, raw_address)
     return await db.run(lambda conn: erase_address(conn, channel, address, now))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Iterable
 
 from sqlalchemy import Connection
 
@@ -27,6 +28,28 @@ async def campaign_results(db: Database, slug: str) -> Results:
     return await db.run(query)
 
 
+# A spreadsheet reads a cell starting with one of these as a formula (OWASP, CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: object) -> object:
+    """`value` as a CSV cell a spreadsheet shows as written: text starting like a formula
+    (`=HYPERLINK(…)`, `+cmd|…`, `@SUM(…)`) gets a leading `'`, which the spreadsheet reads
+    as "this is text". Numbers stay numbers (a negative count is not text from anyone)."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def csv_text(rows: Iterable[Iterable[object]]) -> str:
+    """Rows as CSV, every cell through `spreadsheet_cell`: what every export writes with."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    for row in rows:
+        writer.writerow([spreadsheet_cell(cell) for cell in row])
+    return out.getvalue()
+
+
 def format_results(results: Results, fmt: str, by: str | None = None) -> str:
     """`fmt` is one of FORMATS; with "csv", `by` (one of BREAKDOWNS) gives that breakdown."""
     lines = results.lines
@@ -45,22 +68,15 @@ def format_results(results: Results, fmt: str, by: str | None = None) -> str:
         }, ensure_ascii=False, indent=2)
     if fmt == "csv" and by is not None:
         # One table per file, as open data wants it; "<5" where a cell is hidden.
-        out = io.StringIO()
-        writer = csv.writer(out)
         column, counts = (("age_bracket", results.by_age) if by == "age"
                           else ("departement", results.by_departement))
-        writer.writerow([column, "ballots"])
-        for key, count in counts.items():
-            writer.writerow([key, f"<{SUPPRESS_BELOW}" if count is None else count])
-        return out.getvalue()
+        return csv_text([[column, "ballots"], *(
+            [key, f"<{SUPPRESS_BELOW}" if count is None else count]
+            for key, count in counts.items())])
     if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["code", "title", "cost", "votes", "winner"])
-        for line in lines:
-            writer.writerow([line.proposal.code, line.proposal.text("fr"),
-                             line.proposal.cost or "", line.votes, int(line.winner)])
-        return out.getvalue()
+        return csv_text([["code", "title", "cost", "votes", "winner"], *(
+            [line.proposal.code, line.proposal.text("fr"), line.proposal.cost or "",
+             line.votes, int(line.winner)] for line in lines)])
     out_lines = [f"{results.campaign.text('title', 'fr')} — {results.ballots} ballot(s)"]
     if results.campaign.envelope is not None:
         out_lines.append(f"envelope {results.campaign.envelope} €, "

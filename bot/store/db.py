@@ -36,12 +36,12 @@ log = logging.getLogger("votz.db")
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
     "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=10000",
     "PRAGMA foreign_keys=ON",
 )
+BUSY_SECONDS = 10.0  # how long a write waits for another process's lock on the SQLite file
 
 
-def _sqlite_setup(engine: Engine) -> None:
+def _sqlite_setup(engine: Engine, busy_seconds: float = BUSY_SECONDS) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy emit BEGIN itself (pysqlite's implicit BEGIN is deferred).
@@ -49,6 +49,7 @@ def _sqlite_setup(engine: Engine) -> None:
         cursor = dbapi_conn.cursor()
         for pragma in _PRAGMAS:
             cursor.execute(pragma)
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_seconds * 1000)}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -93,7 +94,8 @@ def normalise_url(url: str) -> str:
 class Database:
     """Runs sync Core functions in one transaction on SQLite or PostgreSQL."""
 
-    def __init__(self, url: str, *, schema: str | None = None) -> None:
+    def __init__(self, url: str, *, schema: str | None = None,
+                 busy_seconds: float = BUSY_SECONDS, application_name: str = "votz") -> None:
         self.url = normalise_url(url)
         try:
             parsed = make_url(self.url)
@@ -113,18 +115,23 @@ class Database:
         self._group_lock = threading.Lock()
         self._closing = False
         if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
-            self._sync = create_engine(self.url)
-            _sqlite_setup(self._sync)
+            # Statement parameters hold phone numbers and messages: never in error texts.
+            self._sync = create_engine(self.url, hide_parameters=True)
+            _sqlite_setup(self._sync, busy_seconds)
             self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="votz-db")
         else:
             kwargs: dict[str, Any] = {}
             if self.dialect == "postgresql":
-                kwargs = {"pool_size": 10, "max_overflow": 10}
+                # pre_ping: a connection the server dropped (a failover, pg_terminate_backend)
+                # is replaced when taken from the pool instead of failing one transaction.
+                kwargs = {"pool_size": 10, "max_overflow": 10, "pool_pre_ping": True}
+                server_settings = {"application_name": application_name[:63]}
                 if schema:
-                    kwargs["connect_args"] = {"server_settings": {"search_path": schema}}
-            self._async = create_async_engine(self.url, **kwargs)
+                    server_settings["search_path"] = schema
+                kwargs["connect_args"] = {"server_settings": server_settings}
+            self._async = create_async_engine(self.url, hide_parameters=True, **kwargs)
             if self.dialect == "sqlite":
-                _sqlite_setup(self._async.sync_engine)
+                _sqlite_setup(self._async.sync_engine, busy_seconds)
 
     def _run_in_thread(self, fn: Callable[[Connection], T]) -> T:
         conn: Connection | None = getattr(self._local, "conn", None)

@@ -278,11 +278,25 @@ def delete_campaign(conn: Connection, slug: str) -> None:
     conn.execute(delete(campaigns).where(campaigns.c.slug == slug))
 
 
-def set_participant_status(conn: Connection, participant_id: int, status: Status) -> None:
+NOT_SENT_STOPPED = "not sent: the person stopped messages before it left"
+
+
+def set_participant_status(conn: Connection, participant_id: int, status: Status,
+                           now: datetime) -> None:
     """The one path by which a person's status changes: a keyword they sent (STOP, START,
-    through the engine's `SetStatus`) or what a channel reported (blocked, opted out)."""
+    through the engine's `SetStatus`) or what a channel reported (blocked, opted out).
+
+    A person who stops gets nothing already queued for them (a retry, a page, a reminder);
+    only what is `unconditional` (the answer to their STOP) still leaves.
+    """
     conn.execute(update(participants).where(participants.c.id == participant_id)
                  .values(status=status.value))
+    if status is not Status.ACTIVE:
+        conn.execute(update(outbox).where(
+            outbox.c.participant_id == participant_id, outbox.c.status == "queued",
+            outbox.c.unconditional.is_(False),
+        ).values(status="failed", failure_reason=NOT_SENT_STOPPED, claimed_by=None,
+                 updated_at=now))
 
 
 def erase_participant(conn: Connection, participant_id: int, now: datetime) -> None:
@@ -299,17 +313,30 @@ def erase_participant(conn: Connection, participant_id: int, now: datetime) -> N
                  .values(participant_id=None, voter=None))
     conn.execute(update(proposals).where(proposals.c.author_id == participant_id)
                  .values(author_id=None))
+    person = conn.execute(select(participants.c.channel, participants.c.address)
+                          .where(participants.c.id == participant_id)).one_or_none()
     conn.execute(delete(outbox).where(outbox.c.participant_id == participant_id))
+    if person is not None:
+        delete_messages_to(conn, person.channel, person.address)
     conn.execute(delete(conversations).where(conversations.c.participant_id == participant_id))
     conn.execute(delete(participants).where(participants.c.id == participant_id))
 
 
+def delete_messages_to(conn: Connection, channel: str, address: str) -> int:
+    """Delete every outbox row to this address, whatever its status or participant link (a
+    farewell that could not be sent, a row queued before the person was erased once)."""
+    result = conn.execute(delete(outbox).where(outbox.c.channel == channel,
+                                               outbox.c.address == address))
+    return result.rowcount or 0
+
+
 def erase_address(conn: Connection, channel: str, address: str, now: datetime) -> bool:
-    """Erase one person on request (staff side); False when nobody has that address."""
+    """Erase one person on request (staff side), messages to their address included; False
+    when nothing was held about that address."""
     found = conn.execute(select(participants.c.id).where(
         participants.c.channel == channel, participants.c.address == address)).scalar()
     if found is None:
-        return False
+        return delete_messages_to(conn, channel, address) > 0
     erase_participant(conn, found, now)
     return True
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
@@ -16,11 +17,14 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
 metadata = MetaData()
+_PENDING = "status IN ('queued', 'sending')"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -143,5 +147,11 @@ outbox = Table(
     Column("idempotency_key", String(128), unique=True),
     Column("created_at", UTCDateTime(), nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("claimed_by", String(64)),  # the instance sending it (status sending)
+    # Sent whatever the person's status: the answer to what a stopped person wrote (STOP).
+    Column("unconditional", Boolean, nullable=False, server_default=false()),
     Index("ix_outbox_due", "status", "channel", "next_attempt_at"),
+    # Per-person order: is an older row to this address still queued or sending?
+    Index("ix_outbox_pending_person", "channel", "address", "id",
+          sqlite_where=text(_PENDING), postgresql_where=text(_PENDING)),
 )

@@ -1,9 +1,21 @@
-"""A fake Twilio REST API: records messages, answers like Twilio, fails on request."""
+"""A fake Twilio REST API: records messages, answers like Twilio, fails on request.
+
+Each accepted create request is recorded when it arrives (Twilio would send that SMS even if
+the caller never reads the answer) with wall-clock timestamps (`time.time()`, comparable
+across processes): `arrived_at`, and `answered_at` once the answer is written, after the
+optional `latency`. A send can so be "in flight" long enough for a fault experiment to kill
+the caller in the middle of it (`bench/faults.py`, `tests/e2e/test_faults.py`).
+
+    GET /fake/summary     how many messages, requests, numbers
+    GET /fake/messages    every message: to, body, sid, sender, arrived_at, answered_at
+"""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
+import time
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
@@ -22,6 +34,12 @@ class SentSms:
     body: str
     sender: str
     status_callback: str | None
+    arrived_at: float = 0.0  # time.time() when the create request arrived
+    answered_at: float | None = None  # time.time() when its answer was sent (after latency)
+
+    def as_json(self) -> dict[str, object]:
+        return {"to": self.to, "body": self.body, "sid": self.sid, "sender": self.sender,
+                "arrived_at": self.arrived_at, "answered_at": self.answered_at}
 
 
 @dataclass
@@ -29,36 +47,45 @@ class FakeTwilio:
     """Twilio's `POST /2010-04-01/Accounts/{sid}/Messages.json`, on loopback."""
 
     messages: list[SentSms] = field(default_factory=list)
-    failures: list[tuple[int, int]] = field(default_factory=list)  # (HTTP status, Twilio code)
+    # (HTTP status, Twilio code, message) of the next create requests to fail
+    failures: list[tuple[int, int, str]] = field(default_factory=list)
     requests: int = 0
     echo: bool = False  # print each message (when run by hand)
+    latency: float = 0.0  # seconds each accepted create request waits before its answer
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def fail_next(self, status: int, code: int) -> None:
-        self.failures.append((status, code))
+    def fail_next(self, status: int, code: int, message: str | None = None) -> None:
+        """The next create request fails like Twilio (`message` defaults to "fake error
+        CODE"; Twilio's own often quote the number: "The 'To' number +336… is not valid")."""
+        self.failures.append((status, code, message or f"fake error {code}"))
 
     def to(self, number: str) -> list[str]:
         return [m.body for m in self.messages if m.to == number]
 
     async def create(self, request: Request) -> Response:
         form = await request.form()
+        arrived = time.time()
         with self._lock:
             self.requests += 1
             if request.path_params["sid"] != ACCOUNT_SID:
                 return JSONResponse({"code": 20404, "message": "not found", "status": 404},
                                     status_code=404)
             if self.failures:
-                status, code = self.failures.pop(0)
-                return JSONResponse({"code": code, "message": f"fake error {code}",
+                status, code, text = self.failures.pop(0)
+                return JSONResponse({"code": code, "message": text,
                                      "more_info": "", "status": status}, status_code=status)
             sid = f"SM{next(self._ids):032x}"
             sender = str(form.get("From") or form.get("MessagingServiceSid") or "")
             callback = form.get("StatusCallback")
-            self.messages.append(SentSms(sid, str(form["To"]), str(form["Body"]), sender,
-                                         str(callback) if callback else None))
+            message = SentSms(sid, str(form["To"]), str(form["Body"]), sender,
+                              str(callback) if callback else None, arrived_at=arrived)
+            self.messages.append(message)
             if self.echo:
                 print(f"--- SMS to {form['To']} ---\n{form['Body']}\n", flush=True)
+        if self.latency > 0:
+            await asyncio.sleep(self.latency)
+        message.answered_at = time.time()
         return JSONResponse({"sid": sid, "account_sid": ACCOUNT_SID, "status": "queued",
                              "to": form["To"], "from": sender, "body": form["Body"],
                              "num_segments": "1", "direction": "outbound-api"},
@@ -69,10 +96,17 @@ class FakeTwilio:
         return JSONResponse({"messages": len(self.messages), "requests": self.requests,
                              "numbers": len({m.to for m in self.messages})})
 
+    async def recorded(self, request: Request) -> Response:
+        """`GET /fake/messages`: every message recorded, in arrival order, with its times."""
+        with self._lock:
+            messages = [m.as_json() for m in self.messages]
+        return JSONResponse(messages)
+
     def asgi(self) -> Starlette:
         return Starlette(routes=[
             Route("/2010-04-01/Accounts/{sid}/Messages.json", self.create, methods=["POST"]),
             Route("/fake/summary", self.summary),
+            Route("/fake/messages", self.recorded),
         ])
 
 
@@ -86,8 +120,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8081)
     parser.add_argument("--quiet", action="store_true", help="do not print each message")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                        help="wait this long before answering each send (default 0)")
     args = parser.parse_args()
-    fake = FakeTwilio(echo=not args.quiet)
+    fake = FakeTwilio(echo=not args.quiet, latency=args.latency)
     print(f"fake Twilio API on http://{args.host}:{args.port} — account {ACCOUNT_SID}, "
           f"auth token {AUTH_TOKEN}", flush=True)
     uvicorn.run(fake.asgi(), host=args.host, port=args.port, log_level="warning")

@@ -28,7 +28,16 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.app import App
 from bot.channels.base import Inbound, PermanentSendError, Reply, SendResult, TransientSendError
-from bot.delivery.outbox import MAX_ATTEMPTS, OutboxStatus, claim, queue_values
+from bot.delivery.outbox import (
+    LEASE,
+    MAX_ATTEMPTS,
+    OutboxStatus,
+    claim,
+    mark_retry,
+    mark_sent,
+    queue_values,
+    release_claims,
+)
 from bot.domain.results import tally
 from bot.errors import FrozenRulesError
 from bot.store.db import Database
@@ -156,17 +165,17 @@ class FlakySender:
         return None
 
 
-async def _queue_one(app: App) -> int:
+async def _queue_one(app: App, address: str = "+33612345678", text: str = "Bonjour") -> int:
     def queue(conn):  # type: ignore[no-untyped-def]
         person = conn.execute(select(participants.c.id).where(
-            participants.c.address == "+33612345678")).scalar()
+            participants.c.address == address)).scalar()
         if person is None:
             person = conn.execute(participants.insert().values(
-                channel="console", address="+33612345678", locale="fr", status="active",
+                channel="console", address=address, locale="fr", status="active",
                 created_at=app.clock()).returning(participants.c.id)).scalar_one()
         return conn.execute(outbox.insert().values(**queue_values(
-            participant_id=person, channel="console", address="+33612345678",
-            reply=Reply("Bonjour"), now=app.clock())).returning(outbox.c.id)).scalar_one()
+            participant_id=person, channel="console", address=address,
+            reply=Reply(text), now=app.clock())).returning(outbox.c.id)).scalar_one()
     return await app.db.run(queue)
 
 
@@ -176,7 +185,7 @@ async def _row(app: App, row_id: int):  # type: ignore[no-untyped-def]
 
 
 async def test_outbox_retries_transient_errors_with_backoff(app: App, clock: FixedClock) -> None:
-    app.dispatcher.senders["console"] = FlakySender([TransientSendError("timeout"), None])
+    app.dispatcher.add_sender("console", FlakySender([TransientSendError("timeout"), None]))
     row_id = await _queue_one(app)
     assert await app.dispatcher.run_once() == 1
     row = await _row(app, row_id)
@@ -194,7 +203,7 @@ async def test_outbox_retries_transient_errors_with_backoff(app: App, clock: Fix
 async def test_outbox_honours_retry_after_and_gives_up(app: App, clock: FixedClock) -> None:
     errors: list[Exception | None] = [TransientSendError("429", retry_after=30)]
     errors += [TransientSendError("5xx") for _ in range(MAX_ATTEMPTS)]
-    app.dispatcher.senders["console"] = FlakySender(errors)
+    app.dispatcher.add_sender("console", FlakySender(errors))
     row_id = await _queue_one(app)
     await app.dispatcher.run_once()
     assert (await _row(app, row_id))["next_attempt_at"] == clock() + timedelta(seconds=30)
@@ -207,7 +216,7 @@ async def test_outbox_honours_retry_after_and_gives_up(app: App, clock: FixedClo
 
 
 async def test_outbox_permanent_error_fails_at_once(app: App) -> None:
-    app.dispatcher.senders["console"] = FlakySender([PermanentSendError("blocked")])
+    app.dispatcher.add_sender("console", FlakySender([PermanentSendError("blocked")]))
     row_id = await _queue_one(app)
     await app.dispatcher.run_once()
     row = await _row(app, row_id)
@@ -216,16 +225,45 @@ async def test_outbox_permanent_error_fails_at_once(app: App) -> None:
 
 async def test_outbox_claims_are_exclusive_and_lost_claims_come_back(app: App,
                                                                      clock: FixedClock) -> None:
-    for _ in range(3):
-        await _queue_one(app)
-    first = await app.db.run(lambda c: claim(c, ["console"], clock(), limit=2))
-    second = await app.db.run(lambda c: claim(c, ["console"], clock(), limit=2))
+    for n in range(3):
+        await _queue_one(app, address=f"+3361234567{n}")
+    first = await app.db.run(lambda c: claim(c, "console", "a:1", clock(), limit=2))
+    second = await app.db.run(lambda c: claim(c, "console", "b:1", clock(), limit=2))
     assert len(first) == 2
     assert len(second) == 1
     assert {i.id for i in first}.isdisjoint({i.id for i in second})
-    clock.advance(minutes=6)  # the process that claimed them died
-    again = await app.db.run(lambda c: claim(c, ["console"], clock(), limit=10))
-    assert len(again) == 3
+    # Process a:1 restarts: it knows its claims and gives them back at once.
+    assert await app.db.run(lambda c: release_claims(c, "a:1")) == 2
+    again = await app.db.run(lambda c: claim(c, "console", "a:1", clock(), limit=10))
+    assert {i.id for i in again} == {i.id for i in first}
+    for item in again:
+        await app.db.run(lambda c, i=item.id: mark_sent(c, i, None, clock()))
+    # Process b:1 died and never came back: its claim returns after the lease.
+    clock.advance(seconds=LEASE.total_seconds() - 1)
+    assert await app.db.run(lambda c: claim(c, "console", "a:1", clock(), limit=10)) == []
+    clock.advance(seconds=2)
+    taken_over = await app.db.run(lambda c: claim(c, "console", "a:1", clock(), limit=10))
+    assert [i.id for i in taken_over] == [i.id for i in second]
+
+
+async def test_one_persons_messages_are_claimed_one_at_a_time_in_order(
+        app: App, clock: FixedClock) -> None:
+    ids = [await _queue_one(app, text=f"message {n}") for n in range(3)]
+    other = await _queue_one(app, address="+33699999999")
+    claimed = await app.db.run(lambda c: claim(c, "console", "a:1", clock(), limit=10))
+    assert [i.id for i in claimed] == [ids[0], other]  # the oldest of each person
+    # While the first is being sent, no other process may take the second.
+    assert await app.db.run(lambda c: claim(c, "console", "b:1", clock(), limit=10)) == []
+    await app.db.run(lambda c: mark_sent(c, ids[0], "p-1", clock()))
+    claimed = await app.db.run(lambda c: claim(c, "console", "b:1", clock(), limit=10))
+    assert [i.id for i in claimed] == [ids[1]]
+    # A transient failure keeps the order: the third waits for the second's retry.
+    item = claimed[0]
+    await app.db.run(lambda c: mark_retry(c, item, "timeout", clock()))
+    assert await app.db.run(lambda c: claim(c, "console", "b:1", clock(), limit=10)) == []
+    clock.advance(seconds=5)
+    claimed = await app.db.run(lambda c: claim(c, "console", "b:1", clock(), limit=10))
+    assert [i.id for i in claimed] == [ids[1]]
 
 
 FIXED = """slug: fixed

@@ -76,7 +76,7 @@ async def tg(request: pytest.FixtureRequest, tmp_path: Path, clock: FixedClock,
         running = server.channels["telegram"]
         assert isinstance(running, TelegramRunning)
         receiver = running.receiver
-        await receiver.start(poll=False)
+        await receiver.start()
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server.web),
                                          base_url=PUBLIC) as client:
