@@ -253,6 +253,7 @@ class TelegramReceiver:
         self.secret = hmac.new(settings.telegram_token.encode(), b"votz-telegram-webhook",
                                hashlib.sha256).hexdigest()[:48]
         self._tasks: set[asyncio.Task[bool]] = set()
+        self._acks: set[asyncio.Task[None]] = set()
         self._offset = 0
         self._failures: dict[int, int] = {}  # update id → failed handlings
 
@@ -274,8 +275,8 @@ class TelegramReceiver:
 
     async def stop(self) -> None:
         """Wait for the updates being handled (webhook mode hands them over one by one)."""
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks or self._acks:
+            await asyncio.gather(*self._tasks, *self._acks, return_exceptions=True)
 
     def secret_ok(self, header: str | None) -> bool:
         return header is not None and hmac.compare_digest(header, self.secret)
@@ -360,9 +361,12 @@ class TelegramReceiver:
         """Hand one update to the conversation; False when it could not be stored."""
         inbound = to_inbound(update, received_at=self.clock())
         query = update.callback_query
-        # A press is acknowledged while the conversation handles it, not before: the reply
-        # does not wait for two more round trips to Telegram.
-        ack = asyncio.create_task(self._acknowledge(query)) if query is not None else None
+        if query is not None:
+            # A press is acknowledged while the conversation handles it: neither the reply
+            # nor the next getUpdates waits for those two round trips to Telegram.
+            ack = asyncio.create_task(self._acknowledge(query))
+            self._acks.add(ack)
+            ack.add_done_callback(self._acks.discard)
         try:
             if inbound is not None:
                 await self.handle(inbound)
@@ -371,9 +375,6 @@ class TelegramReceiver:
             log.error("telegram.update.not_stored update=%s error=%s", update.update_id,
                       error_summary(exc))
             return False
-        finally:
-            if ack is not None:
-                await ack
 
     async def _acknowledge(self, query: CallbackQuery) -> None:
         """Stop the button's spinner and remove the answered question's keyboard."""

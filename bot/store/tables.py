@@ -150,7 +150,9 @@ outbox = Table(
     Column("claimed_by", String(64)),  # the instance sending it (status sending)
     # Sent whatever the person's status: the answer to what a stopped person wrote (STOP).
     Column("unconditional", Boolean, nullable=False, server_default=false()),
-    Index("ix_outbox_due", "status", "channel", "next_attempt_at"),
+    # The queue in order: a claim walks it by id and stops at its limit (with next_attempt_at
+    # first, SQLite sorted every due row before each claim: 13 ms with 6,000 queued, 0.6 ms).
+    Index("ix_outbox_queue", "status", "channel", "id"),
     # Per-person order: is an older row to this address still queued or sending?
     Index("ix_outbox_pending_person", "channel", "address", "id",
           sqlite_where=text(_PENDING), postgresql_where=text(_PENDING)),

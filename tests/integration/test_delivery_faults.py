@@ -36,6 +36,7 @@ from bot.testing.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from bot.testing.server import LocalServer
 from bot.testing.sms_webhook import signed_form
 from tests.conftest import POSTGRES_URL, FixedClock, Person, RecordingSender
+from tests.integration.test_telegram import VERIFIED
 
 PUBLIC = "https://votz.example.org"
 
@@ -436,20 +437,6 @@ async def test_a_restarted_process_releases_its_own_claims_at_once(
 
 
 # --- 11: a vote cast at the same instant from two channels with one number --------------------
-
-
-VERIFIED = """slug: verified
-kind: poll
-title: {fr: Vote vérifié}
-summary: {fr: "Une personne, un vote."}
-verified_phone: true
-phases:
-  vote: {start: today-1, end: today+5}
-ballot: {method: single}
-seed_proposals:
-  - {ref: a, title: {fr: Tram}}
-  - {ref: b, title: {fr: Bus}}
-"""
 
 
 async def test_the_losing_side_of_a_simultaneous_cross_channel_vote_is_told(

@@ -1,4 +1,4 @@
-"""outbox: who claimed a row, rows sent whatever the status, per-person order index
+"""outbox: who claimed a row, rows sent whatever the status, per-person order, queue order
 
 Revision ID: 0003
 Revises: 0002
@@ -24,9 +24,13 @@ def upgrade() -> None:
                                    server_default=sa.false()))
     op.create_index("ix_outbox_pending_person", "outbox", ["channel", "address", "id"],
                     sqlite_where=sa.text(PENDING), postgresql_where=sa.text(PENDING))
+    op.drop_index("ix_outbox_due", table_name="outbox")
+    op.create_index("ix_outbox_queue", "outbox", ["status", "channel", "id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_outbox_queue", table_name="outbox")
+    op.create_index("ix_outbox_due", "outbox", ["status", "channel", "next_attempt_at"])
     op.drop_index("ix_outbox_pending_person", table_name="outbox")
     with op.batch_alter_table("outbox") as batch:
         batch.drop_column("unconditional")
