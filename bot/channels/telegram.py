@@ -17,6 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -434,10 +435,11 @@ class TelegramWebhook:
         return Response(status_code=200)
 
 
+@dataclass
 class TelegramRunning(Running):
     """The running channel, with its receiver (tests poll through it)."""
 
-    receiver: TelegramReceiver
+    receiver: TelegramReceiver = field(kw_only=True)
 
 
 def _configured(settings: Settings) -> bool:
@@ -463,9 +465,8 @@ def _open(settings: Settings, host: Host) -> Running:
 
     loops = ({"telegram.polling": receiver.poll_forever}
              if settings.telegram_mode == "polling" else {})
-    running = TelegramRunning(sender, routes, start=started, stop=receiver.stop, loops=loops)
-    running.receiver = receiver
-    return running
+    return TelegramRunning(sender, routes, start=started, stop=receiver.stop, loops=loops,
+                           receiver=receiver)
 
 
 def _chat_id(raw: str) -> str | None:

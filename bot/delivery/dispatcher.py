@@ -218,9 +218,9 @@ class ChannelDispatcher:
                         done.set_result(None)
 
     async def _flush_unrecorded(self) -> None:
-        while self._unrecorded:
-            await self.db.run_grouped(partial(write_outcomes, outcomes=self._unrecorded[:1]))
-            self._unrecorded.pop(0)
+        if self._unrecorded:  # raises while the database still refuses (the loop restarts)
+            await self.db.run_grouped(partial(write_outcomes, outcomes=list(self._unrecorded)))
+            self._unrecorded.clear()
 
     async def _deliver(self, item: OutboxItem) -> Outcome:
         """Send one message; return what to write about it."""
