@@ -151,6 +151,37 @@ async def test_replies_go_on_after_postgresql_drops_every_connection(
         await server.stop()
 
 
+@pytest.mark.parametrize("database", ["postgres"], indirect=True)
+async def test_a_blocked_postgresql_database_is_reported_and_replies_resume(
+        database: tuple[str, str | None], clock: FixedClock,
+        fake_twilio: tuple[FakeTwilio, str]) -> None:
+    fake, url = fake_twilio
+    url_, schema = database
+    async with Server.open(sms_settings(url_, url), clock=clock, schema=schema) as server:
+        quick_supervisor(server)
+        await server.start()
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server.web),
+                                     base_url=PUBLIC) as client:
+            admin = await asyncpg.connect(POSTGRES_URL)
+            lock = admin.transaction()
+            await lock.start()
+            try:  # another session holds the outbox: every write and read of it waits
+                await admin.execute(f"LOCK TABLE {schema}.outbox IN ACCESS EXCLUSIVE MODE")
+                posted = asyncio.create_task(post_sms(client, "Bonjour", "0612345678", "SMb1"))
+                health = await client.get("/healthz")
+                assert health.status_code == 503
+                assert health.json()["problems"][0].startswith("database unreachable")
+                assert not posted.done() and fake.messages == []
+            finally:
+                await lock.rollback()
+                await admin.close()
+            assert (await posted).status_code == 200
+            await eventually(lambda: len(fake.messages) == 1, "the reply after the lock")
+            await eventually(lambda: not server.supervisor.failing(), "every loop to recover")
+            assert (await client.get("/healthz")).status_code == 200
+        await server.stop()
+
+
 # --- 3: Telegram updates are confirmed only once stored ----------------------------------------
 
 
