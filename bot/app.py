@@ -23,12 +23,14 @@ from bot.conversation.flows import FlowSet, load_flows
 from bot.conversation.pipeline import Clock, Handled, Pipeline, utcnow
 from bot.delivery.dispatcher import Dispatcher
 from bot.delivery.outbox import apply_delivery_report
+from bot.delivery.windows import windows_from_settings
 from bot.domain.campaigns import PARIS, Campaign, parse_campaign
 from bot.errors import CampaignError
 from bot.i18n import I18n
+from bot.scheduling.events import plan
 from bot.store.db import Database
 from bot.store.migrate import migrate
-from bot.store.repo import SaveReport, load_catalog, save_campaign
+from bot.store.repo import SaveReport, get_campaign, load_catalog, save_campaign
 
 
 class _TextDates(yaml.SafeLoader):
@@ -41,7 +43,7 @@ _TextDates.yaml_implicit_resolvers = {
 }
 
 
-def read_campaigns(path: Path, *, today: date) -> list[Campaign]:
+def read_campaigns(path: Path, *, today: date, now: datetime | None = None) -> list[Campaign]:
     """Parse one campaign file, or every `*.yaml` below a folder; slugs must be unique."""
     files = sorted(path.rglob("*.yaml")) if path.is_dir() else [path]
     if not files:
@@ -53,7 +55,7 @@ def read_campaigns(path: Path, *, today: date) -> list[Campaign]:
             raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_TextDates)
         except (OSError, yaml.YAMLError) as exc:
             raise CampaignError(str(file), "(file)", str(exc).replace("\n", " ")) from None
-        campaign = parse_campaign(raw, file=str(file), today=today)
+        campaign = parse_campaign(raw, file=str(file), today=today, now=now)
         if campaign.slug in found:
             raise CampaignError(str(file), "slug",
                                 f"{campaign.slug!r} is also in {found[campaign.slug]}")
@@ -111,7 +113,9 @@ class App:
         )
         for name in senders or {}:  # imported now, not while the first message waits
             registry.channel(name)
-        dispatcher = Dispatcher(db, senders or {}, clock, instance=settings.instance_name)
+        windows = windows_from_settings(settings)
+        dispatcher = Dispatcher(db, senders or {}, clock, instance=settings.instance_name,
+                                windows=windows)
         pipeline = Pipeline(db, engine, i18n, engine_settings, catalog, clock=clock,
                             default_locale=settings.default_locale, on_queued=dispatcher.wake)
         return cls(settings, db, i18n, pipeline, dispatcher, clock)
@@ -128,12 +132,20 @@ class App:
     def today(self) -> date:
         return self.clock().astimezone(PARIS).date()
 
-    async def load_campaigns(self, path: Path) -> list[SaveReport]:
-        campaigns = read_campaigns(path, today=self.today())
+    async def load_campaigns(self, path: Path, *, actor: str = "votz") -> list[SaveReport]:
+        """Validate and store campaign files; plan (or reschedule) their events in the same
+        transaction."""
         now: datetime = self.clock()
+        campaigns = read_campaigns(path, today=self.today(), now=now)
+        grace = timedelta(hours=self.settings.reminder_grace_hours)
 
         def save_all(conn):  # type: ignore[no-untyped-def]
-            return [save_campaign(conn, c, now) for c in campaigns]
+            reports = []
+            for campaign in campaigns:
+                report = save_campaign(conn, campaign, now)
+                plan(conn, get_campaign(conn, campaign.slug), now, grace=grace, actor=actor)
+                reports.append(report)
+            return reports
 
         reports: list[SaveReport] = await self.db.run(save_all)
         await self.refresh_catalog()

@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from bot.channels.base import Inbound, Sender
 from bot.channels.console import CHANNEL, ConsoleSender
 from bot.config import Settings
 from bot.conversation.flows import mermaid
+from bot.domain.campaigns import Phase
 from bot.domain.region import PARIS
 from bot.errors import VotzError
 from bot.i18n import LOCALES, I18n
@@ -113,11 +114,91 @@ async def campaigns_link(args: argparse.Namespace) -> int:
     return 0
 
 
+async def campaigns_phase(args: argparse.Namespace) -> int:
+    """Force a campaign into a phase now, with a logged reason."""
+    phase = Phase(args.phase)
+    async with _app(args) as app:
+        grace = timedelta(hours=app.settings.reminder_grace_hours)
+        changes = await campaigns.force_phase(app.db, args.slug, phase, app.clock(),
+                                              actor=args.by or _who(), reason=args.reason,
+                                              grace=grace)
+    print(f"{args.slug}: now in its {phase.value} phase (logged)")
+    for change in changes:
+        print(f"  rescheduled {change}")
+    return 0
+
+
+def _who() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "staff"
+
+
+def _local(moment: datetime) -> str:
+    return moment.astimezone(PARIS).strftime("%Y-%m-%d %H:%M")
+
+
+async def campaigns_status(args: argparse.Namespace) -> int:
+    """Each campaign's phase, its next events and what was sent."""
+    async with _app(args) as app:
+        found = await campaigns.campaign_status(app.db, app.clock(), app.i18n,
+                                                slug=args.slug)
+    for status in found:
+        print(f"{status.campaign.slug}: {status.phase.value}")
+        upcoming = [e for e in status.events if e.status == "pending"]
+        done = [e for e in status.events if e.status not in ("pending", "cancelled")]
+        for line in upcoming[:3]:
+            print(f"  next  {_local(line.due_at)}  {line.event} → {line.target}")
+        for line in done:
+            sent = ", ".join(f"{n} {s}" for s, n in sorted(line.outbox.items())) or "nothing"
+            print(f"  {line.status:9} {line.event}: {line.queued} queued ({sent})"
+                  + (f" — {line.note}" if line.note else ""))
+        if not upcoming:
+            print("  no event ahead")
+    return 0
+
+
+async def reminders_list(args: argparse.Namespace) -> int:
+    """A campaign's schedule: when, to whom, how many people and SMS segments, what left."""
+    async with _app(args) as app:
+        found = await campaigns.campaign_status(app.db, app.clock(), app.i18n, slug=args.slug,
+                                                log_lines=10)
+    status = found[0]
+    print(f"{status.campaign.slug} ({status.phase.value}), times Europe/Paris")
+    for line in status.events:
+        reach = ", ".join(f"{c} {n}" for c, n in sorted(line.audience.items()))
+        segments = " ".join(f"{loc} {n}" for loc, n in line.segments.items())
+        sent = ", ".join(f"{n} {s}" for s, n in sorted(line.outbox.items()))
+        print(f"{_local(line.due_at)}  {line.event:20} {line.when or '(2 h / 1 week after)':22}"
+              f" → {line.target}")
+        print(f"    {line.status}" + (f", {line.queued} queued" if line.queued else "")
+              + (f" ({sent})" if sent else "") + (f" — {line.note}" if line.note else ""))
+        if reach:
+            print(f"    would reach now: {reach}")
+        if segments:
+            print(f"    SMS segments per message: {segments}")
+    if status.log:
+        print("log:")
+        for at, actor, action, detail in status.log:
+            print(f"  {_local(at)} {actor} {action}: {detail}")
+    return 0
+
+
 def campaigns_check(args: argparse.Namespace) -> int:
     today = datetime.now(PARIS).date()
+    i18n = I18n()
+    ok = True
     for campaign in read_campaigns(Path(args.path), today=today):
-        print(f"{campaign.slug}: ok ({len(campaign.seed_proposals)} proposals)")
-    return 0
+        kind = "declared" if campaign.declared_events is not None else "default"
+        print(f"{campaign.slug}: ok ({len(campaign.seed_proposals)} proposals, "
+              f"{len(campaign.events)} {kind} reminders)")
+        for problem in campaigns.reminder_problems(campaign, i18n):
+            ok = False
+            print(f"  {problem}")
+    return 0 if ok else 1
 
 
 async def proposals_list(args: argparse.Namespace) -> int:
@@ -133,8 +214,10 @@ async def proposals_list(args: argparse.Namespace) -> int:
 async def proposals_moderate(args: argparse.Namespace, act: moderation.Act) -> int:
     moderation.parse_codes(args.ids)  # a clear error before opening anything
     async with _app(args) as app:
-        done = await act(app.db, args.ids)
-    print(f"{done.changed} proposal(s) {done.status}")
+        notify = moderation.Notify(app.i18n, app.dispatcher.windows, app.clock())
+        done = await act(app.db, args.ids, notify=notify,
+                         reason=getattr(args, "reason", None))
+    print(f"{done.changed} proposal(s) {done.status} (their authors will be told)")
     return 0 if done.complete else 1
 
 
@@ -158,7 +241,8 @@ async def broadcast(args: argparse.Namespace) -> int:
         if not args.send:
             print("preview only: add --send to queue it")
             return 0
-        queued = await broadcasts.send(app.db, composed, app.clock())
+        queued = await broadcasts.send(app.db, composed, app.clock(), i18n=app.i18n,
+                                       windows=app.dispatcher.windows)
     print(f"queued {queued} message(s) (broadcast key {composed.key}; sending it again queues "
           "nothing more)")
     return 0
@@ -253,6 +337,15 @@ def parser() -> argparse.ArgumentParser:
     x.set_defaults(run=campaigns_check)
     camp.add_parser("list", help="campaigns and their current phase").set_defaults(
         run=campaigns_list)
+    x = camp.add_parser("status", help="each campaign's phase, next events and what was sent")
+    x.add_argument("slug", nargs="?")
+    x.set_defaults(run=campaigns_status)
+    x = camp.add_parser("phase", help="force a campaign into a phase now (logged)")
+    x.add_argument("slug")
+    x.add_argument("phase", choices=[p.value for p in Phase])
+    x.add_argument("--reason", required=True, help="why (kept in the campaign's log)")
+    x.add_argument("--by", help="who decides (default: your user name)")
+    x.set_defaults(run=campaigns_phase)
     x = camp.add_parser("link", help="Telegram deep link and QR code (PNG) for posters")
     x.add_argument("slug")
     x.add_argument("--bot", help="the bot's username (default: asked from Telegram)")
@@ -268,7 +361,16 @@ def parser() -> argparse.ArgumentParser:
     for name, act in (("publish", moderation.publish), ("reject", moderation.reject)):
         x = prop.add_parser(name)
         x.add_argument("ids", nargs="+", help="proposal codes (P12 or 12)")
+        if act is moderation.reject:
+            x.add_argument("--reason", choices=list(moderation.REASONS),
+                           help="what the author is told (default: not retained, no reason)")
         x.set_defaults(run=lambda a, act=act: proposals_moderate(a, act))
+
+    rem = sub.add_parser("reminders", help="campaign announcements and reminders").add_subparsers(
+        dest="action", required=True)
+    x = rem.add_parser("list", help="a campaign's schedule, audiences, SMS segments, sent")
+    x.add_argument("slug")
+    x.set_defaults(run=reminders_list)
 
     b = sub.add_parser("broadcast", help="announce to participants (preview, then --send)")
     b.add_argument("--text", required=True, help="the French text (the default for everyone)")

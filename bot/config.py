@@ -55,11 +55,23 @@ class Settings:
     send_timeout_seconds: float = 15.0
     health_outbox_delay_seconds: float = 120.0
     sqlite_busy_seconds: float = 10.0
+    # When bulk messages (announcements, reminders, broadcasts, outcomes) may leave, per
+    # channel: "mon-sat 09:00-20:00", "" for any time. Replies are never held.
+    sms_sending_window: str = "mon-sat 09:00-20:00"
+    telegram_sending_window: str = ""
+    sending_holidays: str = "FR"  # public holidays of this country are closed days ("": none)
+    reminder_grace_hours: float = 6.0  # an event missed while down is sent this late at most
+    scheduler_seconds: float = 30.0  # how often the scheduler looks for due events
 
     @property
     def instance_name(self) -> str:
         """Stable across restarts of the same process, different between processes."""
         return self.instance or f"{socket.gethostname()}:{self.http_port}"
+
+    def sending_window_names(self) -> list[str]:
+        """The channels with a `VOTZ_<CHANNEL>_SENDING_WINDOW` setting."""
+        return [f.name.removesuffix("_sending_window") for f in fields(self)
+                if f.name.endswith("_sending_window")]
 
     @property
     def campaigns_path(self) -> Path:
@@ -92,4 +104,7 @@ class Settings:
             raise ConfigError("VOTZ_TELEGRAM_MODE must be 'polling' or 'webhook'")
         if settings.default_locale not in LOCALES:
             raise ConfigError(f"VOTZ_DEFAULT_LOCALE must be one of {', '.join(LOCALES)}")
+        from bot.delivery.windows import windows_from_settings
+
+        windows_from_settings(settings)  # a clear error for a window Votz cannot read
         return settings

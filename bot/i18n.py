@@ -71,6 +71,10 @@ class Translator:
     def date(self, moment: datetime) -> str:
         return format_date(moment.astimezone(PARIS), "d MMMM y", locale=self.locale)
 
+    def day(self, moment: datetime) -> str:
+        """The day without its year (17 novembre): short, for announcements and reminders."""
+        return format_date(moment.astimezone(PARIS), "d MMMM", locale=self.locale)
+
     def datetime(self, moment: datetime) -> str:
         return format_datetime(moment.astimezone(PARIS), "d MMM y HH:mm", locale=self.locale)
 

@@ -4,7 +4,8 @@
              ─> channels the settings configure, from the registry (sender, routes, loops)
              ─> web app (health, metrics, the channels' routes) under uvicorn
              ─> supervised loops: one dispatcher per channel, the channels' own loops
-                (Telegram polling), the catalog refresh (bot.scheduling)
+                (Telegram polling), the scheduler (bot.scheduling: campaign events,
+                reminders, catalog refresh, under APScheduler)
 
 `Server.open` builds it (and closes it on leaving); `serve` runs it until SIGINT or SIGTERM,
 then stops taking work, lets the sends and updates under way finish (at most
@@ -30,7 +31,7 @@ from bot.channels.base import Running
 from bot.config import Settings
 from bot.conversation.pipeline import Clock, utcnow
 from bot.delivery.outbox import oldest_due
-from bot.scheduling.catalog import refresh_catalog_every
+from bot.scheduling.scheduler import Scheduler
 from bot.supervision import Supervisor
 from bot.web import create_web_app
 
@@ -45,9 +46,11 @@ class Server:
         self.app = app
         self.channels = channels
         self.supervisor = Supervisor(app.metrics)
+        self.scheduler = Scheduler(app, windows=app.dispatcher.windows)
         self._started: list[Running] = []
         routes = [route for running in channels.values() for route in running.routes]
-        self.web: Starlette = create_web_app(app, routes, health=self.health)
+        self.web: Starlette = create_web_app(app, routes, health=self.health,
+                                             details=self.details)
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -66,6 +69,15 @@ class Server:
                 for running in channels.values():
                     await running.sender.close()
 
+    def details(self) -> dict[str, Any]:
+        """Shown by /healthz whatever the status: the scheduler's last tick."""
+        state = self.scheduler.state
+        return {"scheduler": {
+            "running": any(s.running for s in self.supervisor.states.values()
+                           if s.name == "scheduler"),
+            "last_tick": state.last_tick.isoformat() if state.last_tick else None,
+            "ticks": state.ticks, "last_error": state.last_error}}
+
     async def health(self) -> list[str]:
         """What is wrong now, in words (empty: healthy)."""
         problems = []
@@ -73,6 +85,7 @@ class Server:
             since = datetime.fromtimestamp(state.failing_since or 0).astimezone()
             problems.append(f"task {state.name} failing since {since.isoformat()}: "
                             f"{state.last_error}")
+        problems += self.scheduler.health()
         channels = list(self.app.dispatcher.channels)
         now = self.app.clock()
         try:
@@ -101,10 +114,7 @@ class Server:
             for name, loop in running.loops.items():
                 self.supervisor.start(name, loop)
 
-        async def catalog(stopping: asyncio.Event) -> None:
-            await refresh_catalog_every(self.app, stopping)
-
-        self.supervisor.start("catalog.refresh", catalog)
+        self.supervisor.start("scheduler", self.scheduler.run)
 
     async def stop(self) -> None:
         """Updates being handled finish first (their replies are queued), then every loop

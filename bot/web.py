@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from sqlalchemy import select
 from starlette.applications import Starlette
@@ -24,14 +25,16 @@ log = logging.getLogger("votz.web")
 
 
 Health = Callable[[], Awaitable[list[str]]]
+Details = Callable[[], dict[str, Any]]
 
 
 def create_web_app(app: App, routes: Sequence[BaseRoute] = (), *,
-                   health: Health | None = None) -> Starlette:
+                   health: Health | None = None, details: Details | None = None) -> Starlette:
     """The web app of one Votz process: its own pages and the channels' `routes`.
 
     `health` says what is wrong (a task failing, the database, the outbox late); without
-    it, /healthz only checks that the database answers.
+    it, /healthz only checks that the database answers. `details` adds what is worth
+    seeing either way (the scheduler's last tick).
     """
     metrics = app.metrics
 
@@ -43,10 +46,12 @@ def create_web_app(app: App, routes: Sequence[BaseRoute] = (), *,
 
     async def healthz(request: Request) -> Response:
         problems = await check()
+        extra = details() if details is not None else {}
         if problems:
             log.warning("health.unhealthy problems=%s", "; ".join(problems))
-            return JSONResponse({"status": "unhealthy", "problems": problems}, status_code=503)
-        return JSONResponse({"status": "ok"})
+            return JSONResponse({"status": "unhealthy", "problems": problems, **extra},
+                                status_code=503)
+        return JSONResponse({"status": "ok", **extra})
 
     async def metrics_page(request: Request) -> Response:
         lines = [f"votz_{name} {value}" for name, value in sorted(metrics.items())]

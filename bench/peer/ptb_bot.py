@@ -32,7 +32,7 @@ LANGUAGE, CONSENT, AGE, POSTCODE, MENU, PICK, CHOOSE, CONFIRM = range(8)
 t = I18n()["fr"]
 MENU_TEXT = t("menu.prompt") + "\n" + "\n".join(
     f"{n} {t(k)}" for n, k in enumerate(["menu.campaigns", "menu.propose", "menu.vote",
-                                         "menu.mydata", "menu.language", "menu.help"], 1))
+                                         "menu.mydata", "menu.settings", "menu.help"], 1))
 AGES = ["age.under_15", "age.15_17", "age.18_25", "age.26_34", "age.35_49", "age.50_64",
         "age.65_plus"]
 CAMPAIGNS = ["Démo – Budget participatif des villages",

@@ -35,6 +35,21 @@ class SetStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class SetReminders:
+    """Campaign announcements and reminders on or off (RAPPELS NON / RAPPELS OUI)."""
+
+    on: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Follow:
+    """Follow a campaign (True), or hear nothing more from it (False)."""
+
+    campaign_id: int
+    following: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SubmitProposal:
     """Adds a proposal awaiting moderation; its code is returned as `proposal_code`."""
 
@@ -54,9 +69,24 @@ class CastBallot:
 
 
 @dataclass(frozen=True, slots=True)
+class StartBallot:
+    """A ballot is under way and not confirmed: its draft is (re)dated now, for the nudges.
+    Casting the ballot (`CastBallot`) deletes the draft."""
+
+    campaign_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class DropDraft:
+    """The person cancelled their ballot: no nudge about it."""
+
+    campaign_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Erase:
     """Deletes the participant and their conversation; ballots stay, anonymised."""
 
 
-Effect = (SetLocale | GiveConsent | SetProfile | SetPhone | SetStatus | SubmitProposal
-          | CastBallot | Erase)
+Effect = (SetLocale | GiveConsent | SetProfile | SetPhone | SetStatus | SetReminders | Follow
+          | SubmitProposal | CastBallot | StartBallot | DropDraft | Erase)

@@ -5,7 +5,9 @@ done leaves as `effects`. Order of handling for one message:
 
 1. a stopped participant hears nothing but the answer to START (or HELP);
 2. a new conversation starts onboarding;
-3. global keywords (MENU, AIDE, STOP, LANGUE, ANNULER, VOTE 3 7 12) interrupt any step;
+3. global keywords (MENU, AIDE, STOP, LANGUE, ANNULER, RAPPELS NON, VOTE 3 7 12) interrupt
+   any step: a keyword is the whole message, one word or a phrase; only VOTE takes codes after
+   it. ANNULER at a step that offers its own cancel choice is that choice;
 4. an idle conversation resumes at the menu with a short notice;
 5. otherwise the current step reads the input, runs its action and moves on.
 """
@@ -56,6 +58,7 @@ class Context:
     settings: EngineSettings
     i18n: I18n
     ballots: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # campaign id → ids
+    following: Mapping[int, bool] = field(default_factory=dict)  # campaign id → follows it
     proposal_counts: Mapping[int, int] = field(default_factory=dict)  # campaign id → count
     page_chars: int | None = None  # characters of options shown at once (SMS); None: all
     asks_contact: bool = False  # the channel can ask for a verified phone number (a button)
@@ -98,6 +101,8 @@ class Turn:
         self.contact: str | None = None
         self.page = 0
         self.forget = False
+        # What this turn changed is shown at once (a campaign page after Suivre).
+        self.following: dict[int, bool] = dict(ctx.following)
         self.previous_turn = int(state.data.get("_t", 0)) if state else 0
         self.turn_no = self.previous_turn + 1
         self.data.pop("_t", None)
@@ -155,6 +160,7 @@ class Behaviour:
     sources: Mapping[str, Source]
     vote_shortcut: Shortcut
     help: Callable[[Turn], object]
+    reminders: Callable[[Turn, bool], object]  # RAPPELS NON / RAPPELS OUI
 
 
 class Engine:
@@ -168,10 +174,12 @@ class Engine:
         turn = Turn(ctx, self.flows, state)
         turn.contact = inbound.contact
         text = clean(inbound.text)[:MAX_INPUT] if inbound.choice is None else ""
-        words = fold(text).split()
-        keyword = self.flows.keywords.get(words[0]) if words else None
-        if len(words) > 1 and not (keyword == "vote" and self._reads_as_vote(state, words)):
-            keyword = None
+        folded = fold(text)
+        words = folded.split()
+        keyword = self.flows.keywords.get(folded)  # the whole message: AIDE, RAPPELS NON
+        if keyword is None and len(words) > 1 and self.flows.keywords.get(words[0]) == "vote" \
+                and self._reads_as_vote(state, words):
+            keyword = "vote"
 
         if inbound.opt_out in ("STOP", "START"):
             # The provider already answered the person (Twilio Advanced Opt-Out): follow, quietly.
@@ -277,6 +285,9 @@ class Engine:
         elif keyword == "menu":
             turn.data = {}
             self.enter(turn, "main.menu")
+        elif keyword == "cancel" and any(c.id == "cancel" for c in self.flows[turn.step].choices):
+            # The step's own Annuler (a ballot's confirmation): what it cancels, it tidies up.
+            self.answer(turn, self.flows[turn.step], "", "cancel")
         elif keyword == "cancel":
             turn.data = {}
             turn.notice("common.cancelled")
@@ -285,6 +296,9 @@ class Engine:
             turn.data = {}
             target = self.behaviour.vote_shortcut(turn, rest) if rest else "vote.start"
             self.enter(turn, target)
+        elif keyword in ("reminders_off", "reminders_on"):
+            self.behaviour.reminders(turn, keyword == "reminders_on")
+            self.enter(turn, turn.step)
         elif keyword in KEYWORD_TARGETS:
             turn.data = {}
             self.enter(turn, KEYWORD_TARGETS[keyword])

@@ -24,7 +24,7 @@ from bot.resources import resource_dir
 INPUTS = ("one", "many", "text", "contact")
 ROOTS = ("onboarding.language", "main.menu")
 KEYWORDS = ("menu", "help", "stop", "start", "language", "cancel", "vote", "more",
-            "campaigns", "propose", "mydata")
+            "campaigns", "propose", "mydata", "reminders_off", "reminders_on")
 KEYWORD_TARGETS = {"menu": "main.menu", "language": "settings.language", "vote": "vote.start",
                    "campaigns": "browse.list", "propose": "propose.start",
                    "mydata": "privacy.mydata"}
@@ -71,7 +71,7 @@ class Registry:
 @dataclass(frozen=True, slots=True)
 class FlowSet:
     steps: Mapping[str, Step]
-    keywords: Mapping[str, str]  # folded word → keyword name
+    keywords: Mapping[str, str]  # folded word or phrase (`rappels non`) → keyword name
 
     def __getitem__(self, ref: str) -> Step:
         return self.steps[ref]

@@ -26,12 +26,16 @@ from bot.channels.base import Inbound, Reply, ReplyChoice
 from bot.channels.registry import capabilities
 from bot.conversation.effects import (
     CastBallot,
+    DropDraft,
     Erase,
+    Follow,
     GiveConsent,
     SetLocale,
     SetPhone,
     SetProfile,
+    SetReminders,
     SetStatus,
+    StartBallot,
     SubmitProposal,
 )
 from bot.conversation.engine import (
@@ -56,7 +60,16 @@ from bot.store.repo import (
     proposal_title,
     set_participant_status,
 )
-from bot.store.tables import ballots, conversations, inbound_seen, outbox, participants, proposals
+from bot.store.tables import (
+    ballot_drafts,
+    ballots,
+    conversations,
+    follows,
+    inbound_seen,
+    outbox,
+    participants,
+    proposals,
+)
 
 log = logging.getLogger("votz.pipeline")
 Clock = Callable[[], datetime]
@@ -111,6 +124,26 @@ class Statements:
         self.counts = (select(proposals.c.campaign_id, func.count())
                        .where(proposals.c.author_id == b("pid"))
                        .group_by(proposals.c.campaign_id))
+        # The primary key's prefix: one index lookup (usually no row at all).
+        self.following = select(follows.c.campaign_id, follows.c.following).where(
+            follows.c.participant_id == b("pid"))
+        follow = insert_for(conn, follows).values(
+            participant_id=b("pid"), campaign_id=b("campaign_id"), following=b("following"),
+            updated_at=b("now"))
+        self.follow = follow.on_conflict_do_update(
+            index_elements=["participant_id", "campaign_id"],
+            set_={"following": follow.excluded.following,
+                  "updated_at": follow.excluded.updated_at})
+        # A ballot under way: dated now, nudged afresh (the scheduler counts `nudges` from 0);
+        # when it was last nudged stays known.
+        draft = insert_for(conn, ballot_drafts).values(
+            participant_id=b("pid"), campaign_id=b("campaign_id"), updated_at=b("now"), nudges=0)
+        self.start_draft = draft.on_conflict_do_update(
+            index_elements=["participant_id", "campaign_id"],
+            set_={"updated_at": draft.excluded.updated_at, "nudges": 0})
+        self.drop_draft = delete(ballot_drafts).where(
+            ballot_drafts.c.participant_id == b("pid"),
+            ballot_drafts.c.campaign_id == b("campaign_id"))
         state = insert_for(conn, conversations).values(
             participant_id=b("pid"), step=b("step"), data=b("data"), updated_at=b("now"))
         self.save_state = state.on_conflict_do_update(
@@ -151,6 +184,7 @@ class Statements:
         # Run on every message: compiled once and, on SQLite, executed on the driver.
         self.hot = Runner(conn, {"seen": self.seen, "person": self.person,
                                  "ballots": self.ballots, "counts": self.counts,
+                                 "following": self.following,
                                  "save_state": self.save_state, "queue": self.queue})
 
 
@@ -242,19 +276,24 @@ class Pipeline:
             id=row.id, locale=row.locale, consent_at=row.consent_at,
             age_bracket=row.age_bracket, postal_code=row.postal_code,
             departement=row.departement, status=Status(row.status), phone=row.phone,
+            reminders=bool(row.reminders),
         )
         state = None
         if row.step is not None:
             state = State(row.step, json.loads(row.data), row.state_at)
         ballots_by_campaign: dict[int, tuple[int, ...]] = {}
         counts: dict[int, int] = {}
+        following: dict[int, bool] = {}
         if profile.consent_at is not None:
             for b in hot.all(conn, "ballots", {"pid": profile.id}):
                 ballots_by_campaign[b.campaign_id] = tuple(int(c) for c in b.choices.split(","))
             for campaign_id, count in hot.all(conn, "counts", {"pid": profile.id}):
                 counts[campaign_id] = count
+            for campaign_id, follows_it in hot.all(conn, "following", {"pid": profile.id}):
+                following[campaign_id] = bool(follows_it)
         ctx = Context(now=now, profile=profile, catalog=self.catalog, settings=self.settings,
                       i18n=self.i18n, ballots=ballots_by_campaign, proposal_counts=counts,
+                      following=following,
                       page_chars=can.page_chars, asks_contact=can.asks_contact,
                       address=inbound.address)
         try:
@@ -310,6 +349,16 @@ class Pipeline:
                     changes["phone"] = phone
                 case SetStatus(status=status):
                     set_participant_status(conn, profile.id, status, now)
+                case SetReminders(on=on):
+                    changes["reminders"] = on
+                case Follow(campaign_id=campaign_id, following=following):
+                    conn.execute(sql.follow, {"pid": profile.id, "campaign_id": campaign_id,
+                                              "following": following, "now": now})
+                case StartBallot(campaign_id=campaign_id):
+                    conn.execute(sql.start_draft, {"pid": profile.id,
+                                                   "campaign_id": campaign_id, "now": now})
+                case DropDraft(campaign_id=campaign_id):
+                    conn.execute(sql.drop_draft, {"pid": profile.id, "campaign_id": campaign_id})
                 case SubmitProposal(campaign_id=campaign_id, text=text):
                     new_id = conn.execute(sql.new_proposal, {
                         "campaign_id": campaign_id, "pid": profile.id,
@@ -328,6 +377,7 @@ class Pipeline:
               now: datetime) -> None:
         """Record the ballot; if it replaces one cast by the same voter from another channel
         (the same verified phone), tell that side which ballot counts now."""
+        conn.execute(sql.drop_draft, {"pid": profile.id, "campaign_id": ballot.campaign_id})
         choices = ",".join(map(str, ballot.choices))
         inserted = conn.execute(sql.cast_new, {
             "campaign_id": ballot.campaign_id, "pid": profile.id, "now": now,

@@ -14,6 +14,8 @@ Guarantees, and why:
   another process's claims come back after a lease.
 - A person who stopped (or was blocked, or erased) gets nothing queued before: claims skip
   their rows and cancel them; only rows marked `unconditional` (the answer to STOP) go.
+- Bulk messages (announcements, reminders, broadcasts, outcomes) leave only inside the
+  channel's sending window (`VOTZ_<CHANNEL>_SENDING_WINDOW`); replies never wait for it.
 - An error after the provider may have accepted a message (an unexpected exception in a
   sender) is never retried: the row fails with "outcome unknown" instead of going twice.
 """
@@ -51,6 +53,7 @@ from bot.delivery.outbox import (
     release_claims,
 )
 from bot.delivery.ratelimit import TokenBucket
+from bot.delivery.windows import ALWAYS, Window, Windows
 from bot.store.db import Database
 from bot.store.repo import set_participant_status
 
@@ -73,8 +76,9 @@ class ChannelDispatcher:
 
     def __init__(self, db: Database, channel: str, sender: Sender,
                  clock: Callable[[], datetime], *, instance: str, concurrency: int = 4,
-                 batch: int = 20, idle: float = 1.0) -> None:
+                 batch: int = 20, idle: float = 1.0, window: Window = ALWAYS) -> None:
         self.db = db
+        self.window = window  # bulk rows leave only while it is open; replies any time
         self.channel = channel
         self.sender = sender
         self.clock = clock
@@ -98,7 +102,8 @@ class ChannelDispatcher:
         def claim_due(conn: Connection) -> list[OutboxItem]:
             if sweep:
                 cancel_stopped(conn, self.channel, now)
-            return claim(conn, self.channel, self.instance, now, limit=limit)
+            return claim(conn, self.channel, self.instance, now, limit=limit,
+                         bulk_ok=self.window.allows(now))
 
         return await self.db.run(claim_due)
 
@@ -259,8 +264,9 @@ class Dispatcher:
 
     def __init__(self, db: Database, senders: Mapping[str, Sender],
                  clock: Callable[[], datetime], *, instance: str = "votz",
-                 concurrency: int = 4) -> None:
+                 concurrency: int = 4, windows: Windows | None = None) -> None:
         self.db = db
+        self.windows = windows or Windows({})
         self.clock = clock
         self.instance = instance
         self.concurrency = concurrency
@@ -275,7 +281,7 @@ class Dispatcher:
     def add_sender(self, channel: str, sender: Sender) -> None:
         self.channels[channel] = ChannelDispatcher(
             self.db, channel, sender, self.clock, instance=self.instance,
-            concurrency=self.concurrency)
+            concurrency=self.concurrency, window=self.windows.of(channel))
 
     def wake(self) -> None:
         for channel in self.channels.values():

@@ -29,10 +29,12 @@ from sqlalchemy import (
     bindparam,
     delete,
     exists,
+    false,
     func,
     literal_column,
     or_,
     select,
+    true,
     update,
 )
 
@@ -87,7 +89,11 @@ def queue_values(
     now: datetime,
     idempotency_key: str | None = None,
     unconditional: bool = False,
+    bulk: bool = False,
+    not_before: datetime | None = None,
 ) -> dict[str, object]:
+    """An outbox row; `bulk` for what is not an answer to the person (held outside the
+    channel's sending window: `not_before` is when that window opens)."""
     return {
         "participant_id": participant_id,
         "channel": channel,
@@ -96,11 +102,12 @@ def queue_values(
         "choices": encode_choices(reply.choices, reply.footer, reply.turn, reply.ask_contact),
         "status": OutboxStatus.QUEUED.value,
         "attempts": 0,
-        "next_attempt_at": now,
+        "next_attempt_at": not_before or now,
         "idempotency_key": idempotency_key,
         "created_at": now,
         "updated_at": now,
         "unconditional": unconditional,
+        "bulk": bulk,
     }
 
 
@@ -132,21 +139,34 @@ _CANCEL_STOPPED = update(outbox).where(outbox.c.id.in_(
           updated_at=bindparam("now"))
 # Due rows, at most one per person: the oldest not yet sent, so replies keep their order
 # whichever process sends them (a later row waits while an earlier one is queued or sending).
-_DUE = (
-    select(outbox.c.id)
-    .where(outbox.c.status == _QUEUED,
-           outbox.c.channel == bindparam("for_channel"),
-           outbox.c.next_attempt_at <= bindparam("now"),
-           or_(outbox.c.unconditional.is_(True),
-               ~exists().where(participants.c.id == outbox.c.participant_id,
-                               participants.c.status != Status.ACTIVE.value)),
-           ~exists().where(_earlier.c.channel == outbox.c.channel,
-                           _earlier.c.address == outbox.c.address,
-                           _earlier.c.id < outbox.c.id,
-                           _earlier.c.status.in_(_PENDING_LITERALS)))
-    .order_by(outbox.c.id)
-    .limit(bindparam("limit"))
-)
+# Replies are claimed before bulk rows (announcements, reminders, broadcasts), and a bulk row
+# never holds up a reply to the same person: a backlog of 200,000 reminders, draining at the
+# provider's pace for hours, delays no answer. Bulk rows are claimed only while the channel's
+# sending window is open.
+def _due(*, replies: bool) -> Select[tuple[int]]:
+    if replies:
+        takes = outbox.c.bulk == false()
+        holds: ColumnElement[bool] = _earlier.c.bulk == false()
+    else:
+        takes = outbox.c.bulk == true()
+        holds = true()
+    return (
+        select(outbox.c.id)
+        .where(outbox.c.status == _QUEUED,
+               outbox.c.channel == bindparam("for_channel"),
+               takes,
+               outbox.c.next_attempt_at <= bindparam("now"),
+               or_(outbox.c.unconditional.is_(True),
+                   ~exists().where(participants.c.id == outbox.c.participant_id,
+                                   participants.c.status != Status.ACTIVE.value)),
+               ~exists().where(_earlier.c.channel == outbox.c.channel,
+                               _earlier.c.address == outbox.c.address,
+                               _earlier.c.id < outbox.c.id,
+                               _earlier.c.status.in_(_PENDING_LITERALS),
+                               holds))
+        .order_by(outbox.c.id)
+        .limit(bindparam("limit"))
+    )
 
 
 def _claim_statement(due: Select[tuple[int]]) -> Any:
@@ -161,21 +181,27 @@ def _claim_statement(due: Select[tuple[int]]) -> Any:
 
 
 _CLAIM = {
-    "sqlite": _claim_statement(_DUE),
-    "postgresql": _claim_statement(_DUE.with_for_update(skip_locked=True)),
+    (dialect, replies): _claim_statement(
+        _due(replies=replies).with_for_update(skip_locked=True) if dialect == "postgresql"
+        else _due(replies=replies))
+    for dialect in ("sqlite", "postgresql") for replies in (True, False)
 }
 
 
-def claim(conn: Connection, channel: str, instance: str, now: datetime, *, limit: int = 20
-          ) -> list[OutboxItem]:
+def claim(conn: Connection, channel: str, instance: str, now: datetime, *, limit: int = 20,
+          bulk_ok: bool = True) -> list[OutboxItem]:
     """Mark up to `limit` due rows of `channel` as sent by `instance` and return them.
 
     Claims whose lease ran out come back first; rows of people who stopped are skipped; on
-    PostgreSQL, rows another process is claiming are skipped (SKIP LOCKED).
+    PostgreSQL, rows another process is claiming are skipped (SKIP LOCKED). Without
+    `bulk_ok` (the channel's sending window is closed), only replies are taken.
     """
     conn.execute(_RECLAIM, {"for_channel": channel, "expired": now - LEASE})
-    rows = conn.execute(_CLAIM[conn.dialect.name], {
-        "for_channel": channel, "claimer": instance, "now": now, "limit": limit}).all()
+    params = {"for_channel": channel, "claimer": instance, "now": now, "limit": limit}
+    rows = list(conn.execute(_CLAIM[conn.dialect.name, True], params).all())
+    if bulk_ok and len(rows) < limit:
+        rows += conn.execute(_CLAIM[conn.dialect.name, False],
+                             {**params, "limit": limit - len(rows)}).all()
     items = [
         OutboxItem(r.id, r.participant_id, r.channel, r.address,
                    decode_reply(r.choices, r.text), r.attempts)
@@ -289,12 +315,15 @@ def count_by_status(conn: Connection) -> dict[str, int]:
     return {status: n for status, n in rows}
 
 
-def oldest_due(conn: Connection, channels: Sequence[str], now: datetime) -> datetime | None:
-    """When the longest-waiting message of these channels was due (None: nothing waits)."""
+def oldest_due(conn: Connection, channels: Sequence[str], now: datetime, *,
+               bulk: bool = False) -> datetime | None:
+    """When the longest-waiting reply (or, with `bulk`, bulk message) of these channels was
+    due (None: nothing waits). A bulk backlog drains at the provider's rate, for hours when
+    it is large: it is reported apart from replies, which must never wait."""
     if not channels:
         return None
     found: datetime | None = conn.execute(
         select(func.min(outbox.c.next_attempt_at)).where(
             outbox.c.status.in_((_QUEUED, _SENDING)), outbox.c.channel.in_(list(channels)),
-            outbox.c.next_attempt_at <= now)).scalar()
+            outbox.c.bulk.is_(bulk), outbox.c.next_attempt_at <= now)).scalar()
     return found

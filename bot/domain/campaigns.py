@@ -5,12 +5,13 @@ from __future__ import annotations
 import itertools
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot.domain.events import Event, default_events, parse_events
 from bot.domain.region import LOCALES, OCCITANIE
 from bot.domain.region import PARIS as PARIS  # re-exported: the CLI and the app import it here
 from bot.errors import CampaignError
@@ -105,6 +106,15 @@ class Campaign:
     contact: str = ""
     relative_dates: bool = False  # a demo: dates follow the day it is loaded, nothing freezes
     verified_phone: bool = False  # voters need a verified number: one ballot per phone
+    declared_events: tuple[Event, ...] | None = None  # `reminders:`; None: the default set
+    sending_windows: Mapping[str, str] = field(default_factory=dict)  # channel → window
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        """Its announcements and reminders: those declared, else the default set (only
+        those whose phase the campaign has)."""
+        events = default_events() if self.declared_events is None else self.declared_events
+        return tuple(e for e in events if self.window(e.phase) is not None)
 
     def text(self, name: str, locale: str) -> str:
         texts: Mapping[str, str] = getattr(self, name)
@@ -137,13 +147,25 @@ class Campaign:
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 _RELATIVE = re.compile(r"^today\s*([+-])\s*(\d+)\s*d?$")
+_RELATIVE_NOW = re.compile(r"^now\s*([+-])\s*(\d+)\s*([smhd])$")
+_NOW_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-def _moment(value: object, *, today: date, file: str, where: str, end: bool) -> datetime:
-    """A date (Europe/Paris day; an end date is inclusive), a datetime, or 'today±N'."""
+def _moment(value: object, *, today: date, file: str, where: str, end: bool,
+            now: datetime | None = None) -> datetime:
+    """A date (Europe/Paris day; an end date is inclusive), a datetime, 'today±N' days, or
+    'now±N' seconds (s), minutes (m), hours (h) or days (d) from when the file is loaded
+    (demos: a vote that closes a few minutes after `votz campaigns load`)."""
     if isinstance(value, str):
         text = value.strip().lower()
         match = _RELATIVE.match(text)
+        moment = _RELATIVE_NOW.match(text)
+        if text == "now" or moment:
+            base = now or datetime.combine(today, time(12), tzinfo=PARIS)
+            if moment:
+                step = timedelta(**{_NOW_UNITS[moment.group(3)]: int(moment.group(2))})
+                base = base + step if moment.group(1) == "+" else base - step
+            return base.astimezone(ZoneInfo("UTC")).replace(microsecond=0)
         if text == "today":
             value = today
         elif match:
@@ -190,13 +212,15 @@ def _int(raw: Any, *, file: str, where: str, minimum: int = 0) -> int:
     return raw
 
 
-def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
+def parse_campaign(raw: Any, *, file: str, today: date, now: datetime | None = None
+                   ) -> Campaign:
     """Validate one campaign definition; errors name the file, the field and the problem."""
     if not isinstance(raw, dict):
         raise CampaignError(file, "(top)", "a campaign file is a mapping of fields")
     known = {
         "slug", "kind", "title", "summary", "description", "audience", "phases",
         "proposals", "ballot", "envelope", "seed_proposals", "contact", "verified_phone",
+        "reminders", "sending_window",
     }
     unknown = set(raw) - known
     if unknown:
@@ -248,14 +272,15 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
             ) from None
         if not isinstance(span, dict) or "start" not in span:
             raise CampaignError(file, f"phases.{name}", "expected {start: DATE, end: DATE}")
-        relative |= any(isinstance(span.get(k), str) and span[k].strip().startswith("today")
+        relative |= any(isinstance(span.get(k), str)
+                        and span[k].strip().lower().startswith(("today", "now"))
                         for k in ("start", "end"))
         start = _moment(span["start"], today=today, file=file, where=f"phases.{name}.start",
-                        end=False)
+                        end=False, now=now)
         end = None
         if span.get("end") is not None:
             end = _moment(span["end"], today=today, file=file, where=f"phases.{name}.end",
-                          end=True)
+                          end=True, now=now)
             if end <= start:
                 raise CampaignError(file, f"phases.{name}.end", "ends before it starts")
         windows.append(PhaseWindow(phase, start, end))
@@ -322,6 +347,27 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
             raise CampaignError(file, f"{where}.title", "longer than proposals.max_length")
         seeds.append(SeedProposal(ref=ref, title=title, cost=cost))
 
+    windows_raw = raw.get("sending_window") or {}
+    if not isinstance(windows_raw, dict) or any(
+            not isinstance(v, str) for v in windows_raw.values()):
+        raise CampaignError(file, "sending_window",
+                            'a mapping of channel → window, e.g. {sms: "mon-fri 10:00-18:00"}')
+    for channel, text in windows_raw.items():
+        from bot.delivery.windows import parse_window
+        from bot.errors import ConfigError
+
+        try:
+            parse_window(text, where=f"sending_window.{channel}")
+        except ConfigError as exc:
+            raise CampaignError(file, f"sending_window.{channel}", str(exc)) from None
+
+    declared = parse_events(raw.get("reminders"), file=file, texts=_texts)
+    phases_here = {w.phase for w in windows}
+    for i, event in enumerate(declared or ()):
+        if event.phase not in phases_here:
+            raise CampaignError(file, f"reminders[{i}].when",
+                                f"the campaign has no {event.phase.value} phase")
+
     return Campaign(
         slug=slug,
         kind=kind,
@@ -339,7 +385,36 @@ def parse_campaign(raw: Any, *, file: str, today: date) -> Campaign:
         relative_dates=relative,
         verified_phone=_flag(raw.get("verified_phone", False), file=file,
                              where="verified_phone"),
+        declared_events=declared,
+        sending_windows={str(k): v for k, v in windows_raw.items()},
     )
+
+
+def with_phase(campaign: Campaign, phase: Phase, now: datetime) -> Campaign:
+    """The campaign as staff force it into `phase` from `now`: earlier phases end now, the
+    phase starts now (keeping its end if that is still ahead), later phases that would have
+    started already are dropped (staff move on to them by forcing them in turn)."""
+    order = list(Phase)
+    windows: list[PhaseWindow] = []
+    for window in campaign.phases:
+        rank = order.index(window.phase)
+        if rank < order.index(phase):
+            if window.start >= now:
+                continue  # never happened: skipped over
+            windows.append(PhaseWindow(window.phase, window.start,
+                                       min(window.end, now) if window.end else now))
+        elif window.phase is phase:
+            continue
+        elif window.start > now:
+            windows.append(window)
+    later = [w.start for w in windows if order.index(w.phase) > order.index(phase)]
+    current = campaign.window(phase)
+    end = current.end if current is not None and current.end and current.end > now else None
+    if later:
+        end = min([*([end] if end else []), min(later)])
+    windows.append(PhaseWindow(phase, now, end))
+    windows.sort(key=lambda w: order.index(w.phase))
+    return replace(campaign, phases=tuple(windows))
 
 
 def _flag(raw: Any, *, file: str, where: str) -> bool:

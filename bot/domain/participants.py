@@ -27,6 +27,7 @@ class Profile:
     departement: str | None = None
     status: Status = Status.ACTIVE
     phone: str | None = None  # verified (SMS number, or shared on Telegram)
+    reminders: bool = True  # campaign announcements and reminders (RAPPELS NON: off)
 
     @property
     def onboarded(self) -> bool:

@@ -1,1 +1,3 @@
-"""Periodic work inside `votz run`: the catalog refresh now; phase events and reminders next."""
+"""Work on a schedule inside `votz run`: campaign events (announcements, reminders, results,
+unfinished-ballot nudges) and the catalog refresh, ticked by APScheduler (`scheduler.py`);
+what an event is and who hears it: `events.py`."""

@@ -14,20 +14,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import ColumnElement, Connection, and_, case, cast, func, literal, select
-from sqlalchemy import String as SqlString
+from sqlalchemy import ColumnElement, Connection, and_, func, select
 
 from bot.channels import registry
 from bot.channels.base import Reply
-from bot.delivery.outbox import OutboxStatus
+from bot.delivery.windows import Windows
 from bot.domain.campaigns import Campaign
 from bot.domain.participants import Status
 from bot.errors import ConfigError
-from bot.i18n import LOCALES
+from bot.i18n import LOCALES, I18n
+from bot.scheduling.events import Variant, hinted, queue_audience, sendable_channels
 from bot.staff import measured
 from bot.store.db import Database
-from bot.store.repo import get_campaign, insert_for
-from bot.store.tables import outbox, participants
+from bot.store.repo import get_campaign
+from bot.store.tables import participants
 
 if TYPE_CHECKING:
     from bot.channels.gsm7 import SmsCost
@@ -83,15 +83,21 @@ async def show(db: Database, broadcast: Broadcast) -> Preview:
     return await db.run(lambda conn: preview(conn, broadcast.audience, broadcast.texts))
 
 
-async def send(db: Database, broadcast: Broadcast, now: datetime) -> int:
+async def send(db: Database, broadcast: Broadcast, now: datetime, *, i18n: I18n,
+               windows: Windows) -> int:
     """Queue the broadcast; how many messages were queued (0 when it was sent before)."""
     return await db.run(lambda conn: queue_broadcast(conn, broadcast.key, broadcast.audience,
-                                                     broadcast.texts, now))
+                                                     broadcast.texts, now, i18n=i18n,
+                                                     windows=windows))
 
 
 def _who(audience: Audience) -> ColumnElement[bool]:
+    """Consenting, not stopped, announcements not turned off (RAPPELS NON), on a channel Votz
+    sends on (never the console), and in the campaign's audience when one is given."""
     conditions = [participants.c.consent_at.is_not(None),
-                  participants.c.status == Status.ACTIVE.value]
+                  participants.c.status == Status.ACTIVE.value,
+                  participants.c.reminders.is_(True),
+                  participants.c.channel.in_(sendable_channels())]
     if audience.channel:
         conditions.append(participants.c.channel == audience.channel)
     if audience.campaign is not None:
@@ -118,21 +124,14 @@ def preview(conn: Connection, audience: Audience, texts: Mapping[str, str]) -> P
 
 
 def queue_broadcast(conn: Connection, key: str, audience: Audience, texts: Mapping[str, str],
-                    now: datetime) -> int:
-    """Queue one message per person in the audience, in their language; return how many."""
-    others = [(participants.c.locale == loc, literal(texts[loc]))
-              for loc in LOCALES if loc != DEFAULT and texts.get(loc)]
-    text: ColumnElement[str] = (case(*others, else_=literal(texts[DEFAULT])) if others
-                                else literal(texts[DEFAULT]))
-    idempotency = literal(f"broadcast:{key}:") + cast(participants.c.id, SqlString)
-    query = select(
-        participants.c.id, participants.c.channel, participants.c.address, text,
-        literal(json.dumps({"choices": [], "footer": ""})), literal(OutboxStatus.QUEUED.value),
-        literal(0), literal(now, outbox.c.next_attempt_at.type), idempotency,
-        literal(now, outbox.c.created_at.type), literal(now, outbox.c.updated_at.type),
-    ).where(_who(audience))
-    stmt = insert_for(conn, outbox).from_select(
-        ["participant_id", "channel", "address", "text", "choices", "status", "attempts",
-         "next_attempt_at", "idempotency_key", "created_at", "updated_at"], query,
-    ).on_conflict_do_nothing()
-    return conn.execute(stmt).rowcount or 0
+                    now: datetime, *, i18n: I18n, windows: Windows) -> int:
+    """Queue one message per person in the audience, in their language, as a bulk message
+    (held outside each channel's sending window, the opt-out hint where it is due and costs
+    no extra segment), in one INSERT … SELECT; return how many were queued."""
+    variants = []
+    for locale in LOCALES:
+        text = texts.get(locale) or texts[DEFAULT]
+        variants.append(Variant(participants.c.locale == locale, text,
+                                hinted(text, locale, i18n), locale))
+    return queue_audience(conn, key_prefix=f"broadcast:{key}:", who=_who(audience),
+                          variants=variants, now=now, windows=windows)

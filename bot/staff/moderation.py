@@ -4,15 +4,52 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
-from bot.domain.ballots import Proposal
+from bot.channels.base import Reply
+from bot.delivery.outbox import queue_values
+from bot.delivery.windows import Windows
+from bot.domain.ballots import Proposal, proposal_code
+from bot.domain.participants import Status
 from bot.errors import ConfigError
+from bot.i18n import N_, I18n
+from bot.scheduling.events import sendable_channels
 from bot.store.db import Database
-from bot.store.repo import ProposalStatus, get_campaign, moderate, proposals_with_status
+from bot.store.repo import (
+    ProposalStatus,
+    campaign_from_json,
+    get_campaign,
+    insert_for,
+    moderate,
+    proposals_with_status,
+)
+from bot.store.tables import campaigns, outbox, participants, proposals
 
 STATUSES = (ProposalStatus.SUBMITTED, ProposalStatus.PUBLISHED, ProposalStatus.REJECTED)
+# Why an idea is not published: what its author is told, in their language.
+REASONS = {
+    "spam": N_("reason.spam"),
+    "offensive": N_("reason.offensive"),
+    "off_topic": N_("reason.off_topic"),
+    "personal_data": N_("reason.personal_data"),
+    "duplicate": N_("reason.duplicate"),
+    "not_eligible": N_("reason.not_eligible"),
+}
+OUTCOMES = {
+    ProposalStatus.PUBLISHED: N_("outcome.published"),
+    ProposalStatus.REJECTED: N_("outcome.rejected"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """How to tell authors: their language's texts, and when a bulk message may leave."""
+
+    i18n: I18n
+    windows: Windows
+    now: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,18 +87,69 @@ async def list_proposals(db: Database, slug: str, *, status: str | None = None) 
     return await db.run(query)
 
 
-async def set_status(db: Database, codes: Sequence[str], status: str) -> Moderated:
+async def set_status(db: Database, codes: Sequence[str], status: str, *,
+                     notify: Notify | None = None, reason: str | None = None) -> Moderated:
+    """Give the proposals `status`; with `notify`, each author whose idea changed status is
+    told (published; or rejected, with the reason) in their language, in the same
+    transaction."""
     ids = parse_codes(codes)
-    changed = await db.run(lambda conn: moderate(conn, ids, status))
+    if reason is not None and reason not in REASONS:
+        raise ConfigError(f"unknown reason {reason!r}: one of {', '.join(REASONS)}")
+
+    def apply(conn: Connection) -> int:
+        changing = [r.id for r in conn.execute(select(proposals.c.id).where(
+            proposals.c.id.in_(ids), proposals.c.status != status))]
+        changed = moderate(conn, ids, status)
+        if notify is not None and status in OUTCOMES:
+            tell_authors(conn, changing, status, reason, notify)
+        return changed
+
+    changed = await db.run(apply)
     return Moderated(status, len(ids), changed)
 
 
-Act = Callable[[Database, Sequence[str]], Awaitable[Moderated]]  # publish, reject
+def tell_authors(conn: Connection, proposal_ids: Sequence[int], status: str,
+                 reason: str | None, notify: Notify) -> int:
+    """Queue, for each proposal's author still reachable, what became of their idea (once
+    per proposal and outcome: the outbox key is `proposal:ID:STATUS`)."""
+    if not proposal_ids:
+        return 0
+    rows = conn.execute(
+        select(proposals.c.id, campaigns.c.id.label("campaign_id"), campaigns.c.definition,
+               participants.c.id.label("pid"), participants.c.channel,
+               participants.c.address, participants.c.locale)
+        .join(campaigns, campaigns.c.id == proposals.c.campaign_id)
+        .join(participants, participants.c.id == proposals.c.author_id)
+        .where(proposals.c.id.in_(list(proposal_ids)),
+               participants.c.consent_at.is_not(None),
+               participants.c.channel.in_(sendable_channels()),
+               participants.c.status == Status.ACTIVE.value)).all()
+    queued = 0
+    for row in rows:
+        t = notify.i18n[row.locale]
+        campaign = campaign_from_json(row.definition, row.campaign_id)
+        params = {"code": proposal_code(row.id), "campaign": campaign.text("title", row.locale)}
+        if reason is not None:
+            params["reason"] = t(REASONS[reason])
+        text = t(OUTCOMES[status] if reason is None else N_("outcome.rejected_because"),
+                 **params)
+        values = queue_values(
+            participant_id=row.pid, channel=row.channel, address=row.address,
+            reply=Reply(text), now=notify.now, idempotency_key=f"proposal:{row.id}:{status}",
+            bulk=True, not_before=notify.windows.next_open(row.channel, notify.now))
+        queued += conn.execute(insert_for(conn, outbox).values(**values)
+                               .on_conflict_do_nothing()).rowcount or 0
+    return queued
 
 
-async def publish(db: Database, codes: Sequence[str]) -> Moderated:
-    return await set_status(db, codes, ProposalStatus.PUBLISHED)
+Act = Callable[..., Awaitable[Moderated]]  # publish, reject
 
 
-async def reject(db: Database, codes: Sequence[str]) -> Moderated:
-    return await set_status(db, codes, ProposalStatus.REJECTED)
+async def publish(db: Database, codes: Sequence[str], *, notify: Notify | None = None,
+                  reason: str | None = None) -> Moderated:
+    return await set_status(db, codes, ProposalStatus.PUBLISHED, notify=notify)
+
+
+async def reject(db: Database, codes: Sequence[str], *, notify: Notify | None = None,
+                 reason: str | None = None) -> Moderated:
+    return await set_status(db, codes, ProposalStatus.REJECTED, notify=notify, reason=reason)

@@ -24,10 +24,20 @@ from bot.domain.campaigns import (
     ProposalRules,
 )
 from bot.domain.catalog import Catalog
+from bot.domain.events import event_from_json, event_to_json
 from bot.domain.participants import Status
 from bot.domain.results import CastBallot, tally
 from bot.errors import FrozenRulesError, StoreError
-from bot.store.tables import ballots, campaigns, conversations, outbox, participants, proposals
+from bot.store.tables import (
+    ballot_drafts,
+    ballots,
+    campaigns,
+    conversations,
+    follows,
+    outbox,
+    participants,
+    proposals,
+)
 
 
 class ProposalStatus:
@@ -65,6 +75,9 @@ def campaign_to_json(campaign: Campaign) -> str:
         "envelope": campaign.envelope,
         "contact": campaign.contact,
         "verified_phone": campaign.verified_phone,
+        "reminders": (None if campaign.declared_events is None
+                      else [event_to_json(e) for e in campaign.declared_events]),
+        "sending_window": dict(campaign.sending_windows),
     }, ensure_ascii=False, sort_keys=True)
 
 
@@ -91,6 +104,9 @@ def campaign_from_json(text: str, campaign_id: int) -> Campaign:
         envelope=raw["envelope"],
         contact=raw.get("contact", ""),
         verified_phone=raw.get("verified_phone", False),
+        declared_events=(None if raw.get("reminders") is None
+                         else tuple(event_from_json(e) for e in raw["reminders"])),
+        sending_windows=raw.get("sending_window") or {},
     )
 
 
@@ -259,6 +275,16 @@ def participant_export(conn: Connection, channel: str, address: str) -> dict[str
         .join(campaigns, campaigns.c.id == ballots.c.campaign_id)
         .where(ballots.c.participant_id == person["id"])
     )
+    followed = conn.execute(
+        select(follows.c.following, follows.c.updated_at, campaigns.c.slug)
+        .join(campaigns, campaigns.c.id == follows.c.campaign_id)
+        .where(follows.c.participant_id == person["id"]).order_by(campaigns.c.slug)
+    )
+    drafts = conn.execute(
+        select(ballot_drafts.c.updated_at, ballot_drafts.c.nudges, campaigns.c.slug)
+        .join(campaigns, campaigns.c.id == ballot_drafts.c.campaign_id)
+        .where(ballot_drafts.c.participant_id == person["id"]).order_by(campaigns.c.slug)
+    )
     return {
         "participant": {k: (v.isoformat() if isinstance(v, datetime) else v)
                         for k, v in person.items()},
@@ -267,6 +293,14 @@ def participant_export(conn: Connection, channel: str, address: str) -> dict[str
         "ballots": [{"campaign": r.slug,
                      "choices": [proposal_code(int(c)) for c in r.choices.split(",") if c],
                      "updated_at": r.updated_at.isoformat()} for r in cast],
+        # Announcements and reminders: on or off for every campaign (also in "participant").
+        "reminders": bool(person["reminders"]),
+        # Campaigns followed (True) or not to hear from at all (False).
+        "follows": [{"campaign": r.slug, "following": bool(r.following),
+                     "updated_at": r.updated_at.isoformat()} for r in followed],
+        # Ballots started and not confirmed (a reminder may follow).
+        "ballot_drafts": [{"campaign": r.slug, "updated_at": r.updated_at.isoformat(),
+                           "nudges": r.nudges} for r in drafts],
     }
 
 

@@ -118,7 +118,10 @@ def test_load_moderate_and_results(tmp_path: Path) -> None:
     pending = votz(tmp_path, "proposals", "list", "vie-etudiante-2024", "--status",
                    "submitted").stdout
     assert pending == ""
-    assert votz(tmp_path, "proposals", "reject", "P1").stdout.strip() == "1 proposal(s) rejected"
+    rejected = votz(tmp_path, "proposals", "reject", "P1", "--reason", "duplicate").stdout
+    assert rejected.strip() == "1 proposal(s) rejected (their authors will be told)"
+    wrong = votz(tmp_path, "proposals", "reject", "P2", "--reason", "boring")
+    assert wrong.returncode == 2 and "invalid choice: 'boring'" in wrong.stderr
 
 
 @pytest.mark.parametrize("command", [["flows", "check"], ["flows", "diagram"], ["db", "upgrade"]])
@@ -144,13 +147,21 @@ def test_privacy_erase_and_purge(tmp_path: Path) -> None:
 
 def test_broadcast_preview_then_send(tmp_path: Path) -> None:
     onboard = "bonjour\n1\n1\n3\n31000\n"
-    for n in range(2):
+    for n in range(3):
         assert votz(tmp_path, "chat", "--as", f"+3360000000{n}", stdin=onboard).returncode == 0
     text = "Le vote du budget étudiant est ouvert : envoyez VOTER."
+    nobody = votz(tmp_path, "broadcast", "--text", text)
+    assert "sms fr:   GSM-7, 1 segment(s) × 0 recipient(s) = 0" in nobody.stdout
+    # Two of them as if they had signed up by SMS (the console is never broadcast to).
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "votz.db") as db:
+        db.execute("UPDATE participants SET channel = 'sms' WHERE address != '+33600000002'")
     shown = votz(tmp_path, "broadcast", "--text", text)
     assert shown.returncode == 0, shown.stderr
-    assert "console   2 recipient(s)" in shown.stdout
-    assert "sms fr:   GSM-7, 1 segment(s) × 0 recipient(s) = 0" in shown.stdout
+    assert "sms       2 recipient(s)" in shown.stdout
+    assert "console" not in shown.stdout
+    assert "sms fr:   GSM-7, 1 segment(s) × 2 recipient(s) = 2" in shown.stdout
     assert shown.stdout.rstrip().endswith("preview only: add --send to queue it")
     sent = votz(tmp_path, "broadcast", "--text", text, "--send")
     assert "queued 2 message(s)" in sent.stdout
@@ -181,3 +192,31 @@ def test_campaign_link_and_qr_code(tmp_path: Path) -> None:
     assert named.stdout.startswith("https://t.me/autre_bot?start=consultation-jeunes")
     assert (tmp_path / "affiche.png").exists()
     assert votz(tmp_path, "campaigns", "link", "nope", "--bot", "x").returncode == 2
+
+
+def test_reminders_as_staff_see_them(tmp_path: Path) -> None:
+    """campaigns check measures declared reminders; load plans them; reminders list, status
+    and a forced phase show them, with the reason logged."""
+    express = (ROOT / "examples" / "vote-express.yaml").read_text(encoding="utf-8")
+    long = express.replace('ferme dans 3 minutes.', 'ferme dans 3 minutes. ' + 'Vite ! ' * 40)
+    (tmp_path / "long.yaml").write_text(long, encoding="utf-8")
+    checked = votz(tmp_path, "campaigns", "check", "long.yaml")
+    assert checked.returncode == 1
+    assert "reminders.closing-soon.text.fr: 3 SMS segments" in checked.stdout
+    assert votz(tmp_path, "campaigns", "load", str(ROOT / "examples")).returncode == 0
+    listed = votz(tmp_path, "reminders", "list", "vote-express")
+    assert listed.returncode == 0, listed.stderr
+    assert "closing-soon" in listed.stdout and "vote.end - 3m" in listed.stdout
+    assert "SMS segments per message: fr 1 en 1 oc 1" in listed.stdout
+    forced = votz(tmp_path, "campaigns", "phase", "vote-express", "results", "--by", "claire",
+                  "--reason", "atelier choisi en réunion")
+    assert forced.returncode == 0, forced.stderr
+    assert "rescheduled results" in forced.stdout
+    status = votz(tmp_path, "campaigns", "status", "vote-express")
+    assert "vote-express: results" in status.stdout
+    listed = votz(tmp_path, "reminders", "list", "vote-express")
+    assert "claire phase: vote → results: atelier choisi en réunion" in listed.stdout
+    again = votz(tmp_path, "campaigns", "phase", "vote-express", "results", "--reason", "x")
+    assert again.returncode == 2 and "already in its results phase" in again.stderr
+    unknown = votz(tmp_path, "reminders", "list", "nope")
+    assert unknown.returncode == 2 and "no campaign 'nope'" in unknown.stderr

@@ -8,7 +8,7 @@ from __future__ import annotations
 from bot.app import App
 from tests.conftest import FixedClock, Person, RecordingSender, code_of
 
-MENU = "1 Campagnes\n2 Proposer une idée\n3 Voter\n4 Mes données\n5 Langue\n6 Aide"
+MENU = "1 Campagnes\n2 Proposer une idée\n3 Voter\n4 Mes données\n5 Réglages\n6 Aide"
 
 
 async def test_onboarding_in_french(app: App, sender: RecordingSender) -> None:
@@ -68,7 +68,7 @@ async def test_browse_a_campaign(app: App, sender: RecordingSender) -> None:
     assert "Consultation archivée" not in listing  # closed campaigns are not listed
     detail = await me.say("budget des lycees")  # by label, without accents
     assert "Budget des lycées\nChoisissez jusqu'à 3 projets.\nÉtape : vote (jusqu'au 20 mars 2026)" in detail
-    assert detail.endswith("1 Voter\n2 Autres campagnes\n3 Menu")
+    assert detail.endswith("1 Voter\n2 Suivre cette campagne\n3 Autres campagnes\n4 Menu")
     assert (await me.say("1")).startswith("Budget des lycées\nJusqu'à 3 projets")
 
 

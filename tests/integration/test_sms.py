@@ -98,7 +98,7 @@ async def test_full_conversation_by_sms(sms: Sms) -> None:
         await sms.text(body)
     menu = await sms.text("31000")
     assert menu.endswith("1 Campagnes\n2 Proposer une idée\n3 Voter\n4 Mes données\n"
-                         "5 Langue\n6 Aide")
+                         "5 Réglages\n6 Aide")
     await sms.text("MENU")
     assert "Proposer" in menu
     assert (await sms.text("2")).startswith("Tes idées pour la Région")
@@ -227,7 +227,9 @@ async def test_senders_that_are_not_mobiles_get_no_flow(sms: Sms, number: str) -
 
 async def test_health_and_metrics(sms: Sms) -> None:
     await sms.text("Bonjour")
-    assert (await sms.client.get("/healthz")).json() == {"status": "ok"}
+    health = (await sms.client.get("/healthz")).json()
+    assert health["status"] == "ok" and "problems" not in health
+    assert set(health["scheduler"]) == {"running", "last_tick", "ticks", "last_error"}
     metrics = (await sms.client.get("/metrics")).text
     assert "votz_sms_inbound_total 1" in metrics
     assert 'votz_outbox_messages{status="sent"} 1' in metrics

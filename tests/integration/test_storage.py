@@ -359,26 +359,36 @@ async def test_migrations_are_idempotent(app: App, clock: FixedClock,
 async def test_broadcast_preview_and_idempotent_send(app: App, sender: RecordingSender) -> None:
     from bot.staff.broadcasts import Audience, preview, queue_broadcast
 
-    people = [Person(app, sender, address=f"+3360000020{n}") for n in range(4)]
+    sms = RecordingSender("sms")
+    app.dispatcher.add_sender("sms", sms)
+    people = [Person(app, sms, address=f"+3360000020{n}", channel="sms") for n in range(4)]
     for n, person in enumerate(people):
         await person.onboard(age="2" if n < 2 else "4", language="3" if n == 0 else "1")
     await people[3].say("STOP")
+    await Person(app, sender, address="console-person").onboard()  # never queued to
     ideas = app.pipeline.catalog.by_slug("ideas")  # for 15-25 year olds
     texts = {"fr": "Nouvelle campagne : « Tes idées » – réponds vite !",
              "oc": "Novèla campanha : respondètz lèu !"}
     youth = Audience(campaign=ideas)
     seen = await app.db.run(lambda c: preview(c, youth, texts))
-    assert seen.recipients == {"console": 2}
+    assert seen.recipients == {"sms": 2}
     assert (seen.costs["sms"]["fr"].encoding, seen.costs["sms"]["fr"].segments) == ("GSM-7", 1)
     everyone = await app.db.run(lambda c: preview(c, Audience(), texts))
-    assert everyone.recipients == {"console": 3}  # consented and not stopped
-    queued = await app.db.run(lambda c: queue_broadcast(c, "k1", youth, texts, app.clock()))
-    again = await app.db.run(lambda c: queue_broadcast(c, "k1", youth, texts, app.clock()))
+    assert everyone.recipients == {"sms": 3}  # consented and not stopped, not the console
+
+    def queue(c):  # type: ignore[no-untyped-def]
+        return queue_broadcast(c, "k1", youth, texts, app.clock(), i18n=app.i18n,
+                               windows=app.dispatcher.windows)
+
+    queued = await app.db.run(queue)
+    again = await app.db.run(queue)
     assert (queued, again) == (2, 0)
-    before = len(sender.sent)
-    await app.dispatcher.drain()
-    got = {address: reply.text for address, reply in sender.sent[before:]}
-    assert got == {"+33600000200": texts["oc"], "+33600000201": texts["fr"]}
+    before = len(sms.sent)
+    await app.dispatcher.drain()  # T0 is a Tuesday at 11:00: inside the SMS window
+    got = {address: reply.text for address, reply in sms.sent[before:]}
+    hint = {loc: "\n" + app.i18n[loc]("event.hint") for loc in ("fr", "oc")}
+    assert got == {"+33600000200": texts["oc"] + hint["oc"],
+                   "+33600000201": texts["fr"] + hint["fr"]}  # the opt-out hint, first time
 
 
 async def test_hot_statements_read_the_same_through_the_driver(app: App,

@@ -35,6 +35,9 @@ def test_shipped_flows_are_valid() -> None:
     flows = load(resource_dir("flows"))
     assert "vote.confirm" in flows.steps
     assert flows.keywords["arret"] == "stop"
+    # Phrases are folded like single words: RAPÈLS ÒC is matched as "rapels oc".
+    assert flows.keywords["rappels non"] == "reminders_off"
+    assert flows.keywords["rapels oc"] == "reminders_on"
     assert "vote_confirm -- cast --> main_menu" in mermaid(flows)
 
 
@@ -54,6 +57,9 @@ def test_shipped_flows_are_valid() -> None:
         ("browse.yaml", "view: campaign_detail", "view: nothing", "browse.detail",
          "unknown view"),
         ("propose.yaml", "input: text", "input: voice", "propose.text", "input must be one of"),
+        ("browse.yaml", "follow: follow, ", "", "browse.detail", "does not say where follow goes"),
+        ("settings.yaml", "reminders: menu, ", "", "settings.menu",
+         "does not say where reminders goes"),
     ],
 )
 def test_broken_flows_are_refused_naming_file_and_step(

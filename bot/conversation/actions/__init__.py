@@ -49,7 +49,7 @@ VIEWS: Views = _merge(
     onboarding.VIEWS, browse.VIEWS, propose.VIEWS, vote.VIEWS, privacy.VIEWS,
 )
 SOURCES: Sources = _merge(
-    onboarding.SOURCES, browse.SOURCES, propose.SOURCES, vote.SOURCES,
+    onboarding.SOURCES, settings.SOURCES, browse.SOURCES, propose.SOURCES, vote.SOURCES,
 )
 
 REGISTRY = Registry(
@@ -64,6 +64,7 @@ BEHAVIOUR = Behaviour(
     sources={name: fn for name, (fn, _) in SOURCES.items()},
     vote_shortcut=keywords.vote_shortcut,
     help=main.show_help,
+    reminders=settings.set_reminders,
 )
 
 __all__ = ["ACTIONS", "BEHAVIOUR", "LANGUAGE_NAMES", "REGISTRY", "SOURCES", "VIEWS"]

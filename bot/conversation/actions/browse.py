@@ -1,4 +1,5 @@
-"""Campaigns and what one can do in each right now (flows/browse.yaml); choosing a campaign."""
+"""Campaigns and what one can do in each right now (flows/browse.yaml); choosing a campaign;
+following one (its announcements and reminders) or no longer hearing from it."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from bot.conversation.actions.common import (
     campaign_options,
     until,
 )
+from bot.conversation.effects import Follow
 from bot.conversation.engine import Turn
 from bot.conversation.matching import Option
 from bot.domain.campaigns import Moment, Phase
@@ -73,17 +75,49 @@ def campaign_actions(turn: Turn) -> list[Option]:
         ids.append(("propose", N_("browse.propose")))
     if campaign is not None and campaign.is_open(Phase.VOTE, turn.now):
         ids.append(("vote", N_("browse.vote")))
+    if campaign is not None and turn.profile.onboarded:
+        if turn.following.get(campaign.id):
+            ids.append(("unfollow", N_("browse.unfollow")))
+        else:  # no choice made yet, or asked for nothing from it: may follow it
+            ids.append(("follow", N_("browse.follow")))
     ids += [("list", N_("browse.other")), ("menu", N_("common.menu"))]
     return [Option(id=i, key=str(n), label=t(label)) for n, (i, label) in enumerate(ids, 1)]
 
 
+def _follow(turn: Turn, following: bool) -> str:
+    campaign = turn.campaign()
+    if campaign is None or not turn.profile.onboarded:
+        return "ok"
+    turn.effect(Follow(campaign.id, following))
+    turn.following[campaign.id] = following
+    title = campaign.text("title", turn.profile.locale)
+    if not following:
+        turn.notice("browse.unfollowed", campaign=title)
+    elif turn.profile.reminders:
+        turn.notice("browse.followed", campaign=title)
+    else:  # RAPPELS NON holds for every campaign: say so rather than promise reminders
+        turn.notice("browse.followed_muted", campaign=title)
+    return "ok"
+
+
+def follow_campaign(turn: Turn, value: Any = None) -> str:
+    return _follow(turn, True)
+
+
+def unfollow_campaign(turn: Turn, value: Any = None) -> str:
+    return _follow(turn, False)
+
+
 ACTIONS: Actions = {
     "select_campaign": (select_campaign, {"ok"}),
+    "follow_campaign": (follow_campaign, {"ok"}),
+    "unfollow_campaign": (unfollow_campaign, {"ok"}),
 }
 VIEWS: Views = {
     "campaign_detail": campaign_detail,
 }
 SOURCES: Sources = {
     "visible_campaigns": (visible_campaigns, None),
-    "campaign_actions": (campaign_actions, frozenset({"propose", "vote", "list", "menu"})),
+    "campaign_actions": (campaign_actions,
+                         frozenset({"propose", "vote", "follow", "unfollow", "list", "menu"})),
 }

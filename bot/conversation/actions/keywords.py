@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from bot.conversation.actions.common import codes, refuse
-from bot.conversation.actions.vote import check_ballot, lacks_phone
+from bot.conversation.actions.vote import check_ballot, lacks_phone, start_ballot
 from bot.conversation.engine import Turn
 from bot.domain.participants import may_vote
 
@@ -40,4 +40,5 @@ def vote_shortcut(turn: Turn, tokens: list[str]) -> str:
     if not check_ballot(turn, campaign, ids):
         return "vote.pick"
     turn.data["ballot"] = ids
+    start_ballot(turn, campaign)
     return "vote.confirm"

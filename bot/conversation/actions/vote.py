@@ -15,7 +15,7 @@ from bot.conversation.actions.common import (
     route,
     until,
 )
-from bot.conversation.effects import CastBallot, SetPhone
+from bot.conversation.effects import CastBallot, DropDraft, SetPhone, StartBallot
 from bot.conversation.engine import Turn
 from bot.conversation.matching import Option
 from bot.domain.ballots import BallotProblem, ballot_cost, proposal_code, validate_ballot
@@ -55,6 +55,13 @@ def _phone_check(turn: Turn, campaign: Campaign) -> str | None:
     return refuse(turn, Refusal.PHONE, campaign)
 
 
+def start_ballot(turn: Turn, campaign: Campaign) -> None:
+    """The ballot is under way: date its draft (a nudge follows if it stays unconfirmed)."""
+    effect = StartBallot(campaign.id)
+    if effect not in turn.effects:
+        turn.effect(effect)
+
+
 def check_may_vote(turn: Turn, value: Any = None) -> str:
     campaign = turn.campaign()
     if campaign is None:
@@ -62,7 +69,10 @@ def check_may_vote(turn: Turn, value: Any = None) -> str:
     refusal = may_vote(turn.profile, campaign, turn.now)
     if refusal is not None:
         return refuse(turn, refusal, campaign)
-    return _phone_check(turn, campaign) or "ok"
+    outcome = _phone_check(turn, campaign) or "ok"
+    if outcome == "ok":
+        start_ballot(turn, campaign)
+    return outcome
 
 
 def set_phone(turn: Turn, value: Any) -> str:
@@ -142,6 +152,7 @@ def draft_ballot(turn: Turn, value: Any) -> str:
     if not check_ballot(turn, campaign, ids):
         return "retry"
     turn.data["ballot"] = ids
+    start_ballot(turn, campaign)
     return "ok"
 
 
@@ -166,6 +177,8 @@ def cast_ballot(turn: Turn, value: Any) -> str:
     campaign = turn.campaign()
     ids = turn.data.pop("ballot", None)
     if value == "cancel" or campaign is None or not ids:
+        if value == "cancel" and campaign is not None:
+            turn.effect(DropDraft(campaign.id))
         turn.notice("common.cancelled")
         return "cancelled"
     refusal = may_vote(turn.profile, campaign, turn.now)
