@@ -368,7 +368,8 @@ class ResultsText:
         shown = [f"{code} {_short(named[code])}" if titles else code
                  for code in self.winner_codes[:3]]
         more = len(self.winner_codes) - len(shown)
-        text = t("event.results_winners", winners=", ".join(shown))
+        # A title cut short ends with "…": not followed by the sentence's full stop.
+        text = t("event.results_winners", winners=", ".join(shown)).replace("….", "…")
         if more:
             text += " " + t("event.results_more", count=more)
         return text
@@ -381,7 +382,7 @@ class ResultsText:
         return t("event.results_local", dep=dep, voters=voters, top=top, votes=votes)
 
 
-def _short(title: str, limit: int = 28) -> str:
+def _short(title: str, limit: int = 32) -> str:
     """The start of a title, cut between words."""
     if len(title) <= limit:
         return title

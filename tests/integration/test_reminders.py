@@ -497,3 +497,17 @@ async def test_a_failing_tick_shows_on_health_and_clears_when_it_works_again(
     await scheduler._job()
     assert scheduler.health() == []
     assert scheduler.state.ticks == 1 and scheduler.state.last_tick is not None
+
+
+def test_winners_are_named_by_the_start_of_their_titles_cut_between_words(village: App) -> None:
+    from bot.scheduling.events import ResultsText
+
+    campaign = village.pipeline.catalog.by_slug("village")
+    assert campaign is not None
+    long = "Navette à la demande vers le marché et le médecin, deux jours par semaine"
+    results = ResultsText(campaign, ("P7", "P9"), {"P7": {"fr": long},
+                                                   "P9": {"fr": "Bancs publics"}}, {})
+    assert results.winners(village.i18n, "fr") == \
+        "Retenus : P7 Navette à la demande vers le…, P9 Bancs publics."
+    alone = ResultsText(campaign, ("P7",), {"P7": {"fr": long}}, {})
+    assert alone.winners(village.i18n, "fr") == "Retenus : P7 Navette à la demande vers le…"
