@@ -136,10 +136,12 @@ def plan(conn: Connection, campaign: Campaign, now: datetime, *, grace: timedelt
         row = rows.get(event_id)
         if row is None:
             late = due < now - grace
-            conn.execute(campaign_events.insert().values(
+            # (Nothing if another process planned it meanwhile: its row stands.)
+            conn.execute(insert_for(conn, campaign_events).values(
                 campaign_id=campaign.id, event=event_id, due_at=due, version=version,
                 status=SKIPPED if late else PENDING,
-                note="already past when the campaign was loaded" if late else None))
+                note="already past when the campaign was loaded" if late else None)
+                .on_conflict_do_nothing(index_elements=["campaign_id", "event"]))
             if late:
                 past.append(event_id)
             continue
@@ -166,15 +168,28 @@ def plan(conn: Connection, campaign: Campaign, now: datetime, *, grace: timedelt
             changes.append(f"{event_id}: cancelled (no longer in the campaign)")
     vote = campaign.window(Phase.VOTE)
     if vote is not None and NUDGES not in rows:
-        conn.execute(campaign_events.insert().values(
+        conn.execute(insert_for(conn, campaign_events).values(
             campaign_id=campaign.id, event=NUDGES, due_at=vote.start, version=version,
-            status=RECURRING))
+            status=RECURRING).on_conflict_do_nothing(index_elements=["campaign_id", "event"]))
     if changes:
         log_change(conn, campaign.id, now, actor, "rescheduled", "; ".join(changes))
     if past:
         log_change(conn, campaign.id, now, actor, "skipped",
                    f"already past when loaded, not sent: {', '.join(past)}")
     return changes
+
+
+def plan_unplanned(conn: Connection, now: datetime, *, grace: timedelta) -> list[str]:
+    """Plan the campaigns that have no events yet: those loaded before Votz had a scheduler
+    (a database upgraded from an earlier version). Returns their slugs."""
+    ids = conn.execute(select(campaigns_table.c.id).where(~exists().where(
+        campaign_events.c.campaign_id == campaigns_table.c.id))).scalars().all()
+    planned = []
+    for campaign in load_campaigns(conn):
+        if campaign.id in ids and campaign.events:
+            plan(conn, campaign, now, grace=grace, actor="scheduler")
+            planned.append(campaign.slug)
+    return planned
 
 
 # --- who hears an event ----------------------------------------------------------------------

@@ -32,6 +32,7 @@ from bot.scheduling.events import (
     fire_next,
     next_due,
     nudge_unfinished,
+    plan_unplanned,
 )
 from bot.store.repo import load_campaigns
 
@@ -90,6 +91,10 @@ class Scheduler:
         async with self._lock:
             app = self.app
             now = app.clock()
+            planned = await app.db.run(lambda conn: plan_unplanned(conn, now, grace=self.grace))
+            if planned:
+                log.info("scheduler.planned campaigns=%s (loaded before events existed)",
+                         ",".join(planned))
             campaigns = await app.db.run(campaigns_by_id)
             fired: list[Fired] = []
             failed: dict[int, str] = {}  # event row → error: the others still go out

@@ -511,3 +511,15 @@ def test_winners_are_named_by_the_start_of_their_titles_cut_between_words(villag
         "Retenus : P7 Navette à la demande vers le…, P9 Bancs publics."
     alone = ResultsText(campaign, ("P7",), {"P7": {"fr": long}}, {})
     assert alone.winners(village.i18n, "fr") == "Retenus : P7 Navette à la demande vers le…"
+
+
+async def test_campaigns_loaded_before_the_scheduler_existed_are_planned_by_the_first_tick(
+        village: App, clock: FixedClock) -> None:
+    """A database upgraded from a version without events: no campaign_events rows."""
+    await add_person(village, "+33600001501")
+    await village.db.run(lambda conn: conn.execute(campaign_events.delete()))
+    tick = await Scheduler(village).tick()
+    assert [f.event for f in tick.fired] == ["vote-opens"]  # due 3 hours ago: within grace
+    assert len(await rows(village, "event:%:vote-opens:%")) == 1
+    assert (await event_row(village, "vote-closing")).status == "pending"
+    assert (await Scheduler(village).tick()).fired == ()
