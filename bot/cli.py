@@ -10,25 +10,30 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import sys
-from collections.abc import Sequence
-from contextlib import AbstractAsyncContextManager
+import traceback
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot.app import App, load_engine, read_campaigns
-from bot.channels import registry
 from bot.channels.base import Inbound, Sender
 from bot.channels.console import CHANNEL, ConsoleSender
 from bot.config import Settings
 from bot.conversation.flows import mermaid
 from bot.domain.campaigns import Phase
 from bot.domain.region import PARIS
-from bot.errors import VotzError
+from bot.errors import ConfigError, VotzError
 from bot.i18n import LOCALES, I18n
 from bot.staff import audit, broadcasts, campaigns, measured, moderation, privacy
 from bot.staff.results import BREAKDOWNS, FORMATS, campaign_results, format_results
+from bot.store.db import normalise_url
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -40,10 +45,57 @@ def _settings(args: argparse.Namespace) -> Settings:
     return settings
 
 
-def _app(args: argparse.Namespace, *, senders: dict[str, Sender] | None = None
-         ) -> AbstractAsyncContextManager[App]:
-    """The app for one command: migrated, catalog loaded, closed when the command ends."""
-    return App.open(_settings(args), senders=senders)
+class CannotOpenDatabase(Exception):
+    """The database of VOTZ_DATABASE_URL could not be opened (its URL shown password-masked)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"cannot open the database {masked_url(url)}: {reason}")
+
+
+def masked_url(url: str) -> str:
+    """`url` without its password: `postgresql://user:***@host/db`."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: mask anything like user:password@
+        return re.sub(r"(//[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong opening the database, in one line (the driver's words)."""
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's exception
+    text = " ".join(str(cause).split()) or type(cause).__name__
+    return text
+
+
+# What opening a database raises when it cannot be opened: SQLAlchemy's errors (with the
+# driver's inside), the network's (refused, unknown host, timeout), a driver not installed.
+OPENING_ERRORS = (SQLAlchemyError, OSError, ImportError)
+
+
+def _check_url(url: str) -> None:
+    """A clear error for a URL that is no SQLite or PostgreSQL database, before opening."""
+    try:
+        backend = make_url(normalise_url(url)).get_backend_name()
+    except SQLAlchemyError:
+        raise CannotOpenDatabase(url, "not a database URL (sqlite:///votz.db, "
+                                      "postgresql://user@host/db)") from None
+    if backend not in ("sqlite", "postgresql"):
+        raise CannotOpenDatabase(url, f"{backend} is not supported (use SQLite or PostgreSQL)")
+
+
+@asynccontextmanager
+async def _app(args: argparse.Namespace, *, senders: dict[str, Sender] | None = None
+               ) -> AsyncIterator[App]:
+    """The app for one command: migrated, catalog loaded, closed when the command ends.
+    A database that cannot be opened is a `CannotOpenDatabase` (one line, not a traceback)."""
+    settings = _settings(args)
+    _check_url(settings.database_url)
+    async with AsyncExitStack() as stack:
+        try:
+            app = await stack.enter_async_context(App.open(settings, senders=senders))
+        except OPENING_ERRORS as exc:
+            raise CannotOpenDatabase(settings.database_url, _reason(exc)) from exc
+        yield app
 
 
 # --- chat ------------------------------------------------------------------------------------
@@ -79,6 +131,8 @@ async def chat(args: argparse.Namespace) -> int:
 async def run(args: argparse.Namespace) -> int:
     from bot.server import Server
 
+    async with _app(args):  # a database that cannot be opened: one clear line
+        pass
     async with Server.open(_settings(args)) as server:
         await server.serve()
     return 0
@@ -205,7 +259,7 @@ async def proposals_list(args: argparse.Namespace) -> int:
     async with _app(args) as app:
         for listed in await moderation.list_proposals(app.db, args.slug, status=args.status):
             p = listed.proposal
-            state = "published" if p.published else "-"
+            state = listed.status
             cost = f" {p.cost} €" if p.cost else ""
             print(f"{p.code:6} {state:10}{cost} {p.text('fr')}")
     return 0
@@ -218,6 +272,8 @@ async def proposals_moderate(args: argparse.Namespace, act: moderation.Act) -> i
         done = await act(app.db, args.ids, notify=notify,
                          reason=getattr(args, "reason", None))
     print(f"{done.changed} proposal(s) {done.status} (their authors will be told)")
+    for code, why in done.refused:
+        print(f"error: {code}: {why}", file=sys.stderr)
     return 0 if done.complete else 1
 
 
@@ -252,6 +308,9 @@ async def broadcast(args: argparse.Namespace) -> int:
 
 
 async def results(args: argparse.Namespace) -> int:
+    if args.by is not None and args.format != "csv":  # before opening anything
+        raise ConfigError("--by works with --format csv (table and JSON include every "
+                          "breakdown)")
     async with _app(args) as app:
         tallied = await campaign_results(app.db, args.slug)
     sys.stdout.write(format_results(tallied, args.format, args.by))
@@ -265,7 +324,9 @@ async def privacy_export(args: argparse.Namespace) -> int:
     async with _app(args) as app:
         data = await privacy.export(app.db, args.channel, args.address)
     if data is None:
-        print("no such participant", file=sys.stderr)
+        print(f"error: nobody with the address "
+              f"{privacy.stored_address(args.channel, args.address)} on {args.channel}",
+              file=sys.stderr)
         return 1
     print(json.dumps(data, ensure_ascii=False, indent=2))
     return 0
@@ -274,8 +335,13 @@ async def privacy_export(args: argparse.Namespace) -> int:
 async def privacy_erase(args: argparse.Namespace) -> int:
     async with _app(args) as app:
         erased = await privacy.erase(app.db, args.channel, args.address, app.clock())
-    print("erased (counted ballots kept, anonymous)" if erased else "no such participant")
-    return 0 if erased else 1
+    if not erased:
+        print(f"error: nobody with the address "
+              f"{privacy.stored_address(args.channel, args.address)} on {args.channel}",
+              file=sys.stderr)
+        return 1
+    print("erased (counted ballots kept, anonymous)")
+    return 0
 
 
 async def privacy_purge(args: argparse.Namespace) -> int:
@@ -314,9 +380,33 @@ async def db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+class _SendableChannels(Sequence[str]):
+    """The channels Votz sends on (never the console), as argparse `choices`: asked for only
+    when a value is checked or the help is shown (the channel modules take time to import)."""
+
+    def _names(self) -> list[str]:
+        from bot.scheduling.events import sendable_channels
+
+        return sendable_channels()
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._names()[index]
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._names()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="votz", description="Votz participation bot")
     p.add_argument("--database-url", help="overrides VOTZ_DATABASE_URL")
+    p.add_argument("--debug", action="store_true",
+                   help="show the traceback of an error instead of one line")
     sub = p.add_subparsers(dest="command", required=True)
 
     sub.add_parser("run", help="serve the configured channels (HTTP, dispatcher)").set_defaults(
@@ -377,7 +467,8 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--text-en", help="the English text")
     b.add_argument("--text-oc", help="the Occitan text")
     b.add_argument("--campaign", help="only people eligible for this campaign (slug)")
-    b.add_argument("--channel", help=f"only this channel ({', '.join(registry.names())})")
+    b.add_argument("--channel", choices=_SendableChannels(), metavar="CHANNEL",
+                   help="only this channel: %(choices)s (default: every one)")
     b.add_argument("--key", help="idempotency key (default: derived from text and audience)")
     b.add_argument("--send", action="store_true", help="queue it (default: preview only)")
     b.set_defaults(run=broadcast)
@@ -386,8 +477,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("slug")
     r.add_argument("--format", choices=FORMATS, default="table")
     r.add_argument("--by", choices=BREAKDOWNS,
-                   help="CSV of ballots by age bracket or département instead of the tally "
-                        "(table and JSON always include both)")
+                   help="with --format csv only: ballots by age bracket or département "
+                        "instead of the tally (table and JSON always include both)")
     r.set_defaults(run=results)
 
     priv = sub.add_parser("privacy", help="GDPR requests").add_subparsers(
@@ -433,8 +524,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if asyncio.iscoroutine(outcome):
             outcome = asyncio.run(outcome)
         return int(outcome)
-    except VotzError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (VotzError, CannotOpenDatabase) as exc:
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, select
 
@@ -12,6 +12,7 @@ from bot.channels.base import Reply
 from bot.delivery.outbox import queue_values
 from bot.delivery.windows import Windows
 from bot.domain.ballots import Proposal, proposal_code
+from bot.domain.campaigns import Phase
 from bot.domain.participants import Status
 from bot.errors import ConfigError
 from bot.i18n import N_, I18n
@@ -61,12 +62,14 @@ class Listed:
 @dataclass(frozen=True, slots=True)
 class Moderated:
     status: str  # what the proposals now are
-    asked: int  # codes given
+    asked: int  # distinct proposals given
     changed: int  # proposals that exist and now have the status
+    # The codes not acted on, each with why ("no such proposal", …), in the order given.
+    refused: tuple[tuple[str, str], ...] = ()
 
     @property
     def complete(self) -> bool:
-        return self.changed == self.asked
+        return not self.refused and self.changed == self.asked
 
 
 def parse_codes(codes: Sequence[str]) -> list[int]:
@@ -87,25 +90,51 @@ async def list_proposals(db: Database, slug: str, *, status: str | None = None) 
     return await db.run(query)
 
 
+NO_SUCH_PROPOSAL = "no such proposal"
+VOTE_OPEN = "its vote is open; it can no longer be rejected"
+
+
 async def set_status(db: Database, codes: Sequence[str], status: str, *,
-                     notify: Notify | None = None, reason: str | None = None) -> Moderated:
+                     notify: Notify | None = None, reason: str | None = None,
+                     now: datetime | None = None) -> Moderated:
     """Give the proposals `status`; with `notify`, each author whose idea changed status is
     told (published; or rejected, with the reason) in their language, in the same
-    transaction."""
-    ids = parse_codes(codes)
+    transaction.
+
+    Codes of no proposal are refused ("no such proposal"), and so is rejecting a published
+    proposal while its campaign's vote is open at `now` (default: `notify.now`, else the
+    current time): voters may have chosen it. The others are acted on."""
+    ids = list(dict.fromkeys(parse_codes(codes)))  # in order, each once
     if reason is not None and reason not in REASONS:
         raise ConfigError(f"unknown reason {reason!r}: one of {', '.join(REASONS)}")
+    at = now or (notify.now if notify is not None else datetime.now(UTC))
 
-    def apply(conn: Connection) -> int:
-        changing = [r.id for r in conn.execute(select(proposals.c.id).where(
-            proposals.c.id.in_(ids), proposals.c.status != status))]
-        changed = moderate(conn, ids, status)
+    def apply(conn: Connection) -> Moderated:
+        found = {r.id: r for r in conn.execute(
+            select(proposals.c.id, proposals.c.status, campaigns.c.id.label("campaign_id"),
+                   campaigns.c.definition)
+            .join(campaigns, campaigns.c.id == proposals.c.campaign_id)
+            .where(proposals.c.id.in_(ids)))}
+        refused: list[tuple[str, str]] = []
+        acting: list[int] = []
+        for proposal_id in ids:
+            row = found.get(proposal_id)
+            if row is None:
+                refused.append((proposal_code(proposal_id), NO_SUCH_PROPOSAL))
+            elif (status == ProposalStatus.REJECTED
+                  and row.status == ProposalStatus.PUBLISHED
+                  and campaign_from_json(row.definition, row.campaign_id)
+                  .is_open(Phase.VOTE, at)):
+                refused.append((proposal_code(proposal_id), VOTE_OPEN))
+            else:
+                acting.append(proposal_id)
+        changing = [i for i in acting if found[i].status != status]
+        changed = moderate(conn, acting, status) if acting else 0
         if notify is not None and status in OUTCOMES:
             tell_authors(conn, changing, status, reason, notify)
-        return changed
+        return Moderated(status, len(ids), changed, tuple(refused))
 
-    changed = await db.run(apply)
-    return Moderated(status, len(ids), changed)
+    return await db.run(apply)
 
 
 def tell_authors(conn: Connection, proposal_ids: Sequence[int], status: str,

@@ -118,7 +118,9 @@ def test_load_moderate_and_results(tmp_path: Path) -> None:
     pending = votz(tmp_path, "proposals", "list", "vie-etudiante-2024", "--status",
                    "submitted").stdout
     assert pending == ""
-    rejected = votz(tmp_path, "proposals", "reject", "P1", "--reason", "duplicate").stdout
+    # One of the 2024 campaign (its vote is over: a proposal can still be rejected).
+    first = next(iter(_codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout)))
+    rejected = votz(tmp_path, "proposals", "reject", first, "--reason", "duplicate").stdout
     assert rejected.strip() == "1 proposal(s) rejected (their authors will be told)"
     wrong = votz(tmp_path, "proposals", "reject", "P2", "--reason", "boring")
     assert wrong.returncode == 2 and "invalid choice: 'boring'" in wrong.stderr
@@ -220,3 +222,141 @@ def test_reminders_as_staff_see_them(tmp_path: Path) -> None:
     assert again.returncode == 2 and "already in its results phase" in again.stderr
     unknown = votz(tmp_path, "reminders", "list", "nope")
     assert unknown.returncode == 2 and "no campaign 'nope'" in unknown.stderr
+
+
+def test_broadcast_channel_must_be_one_votz_sends_on(tmp_path: Path) -> None:
+    for wrong in ("smss", "console"):
+        refused = votz(tmp_path, "broadcast", "--text", "x", "--channel", wrong)
+        assert refused.returncode == 2
+        assert (f"argument --channel: invalid choice: '{wrong}' (choose from 'sms', "
+                "'telegram')") in refused.stderr
+        assert refused.stdout == ""
+    shown = votz(tmp_path, "broadcast", "--text", "x", "--channel", "sms")
+    assert shown.returncode == 0, shown.stderr
+    assert "sms fr:" in shown.stdout and "telegram" not in shown.stdout
+    assert "--channel CHANNEL    only this channel: sms, telegram" in votz(
+        tmp_path, "broadcast", "--help").stdout
+
+
+def _codes(listing: str) -> dict[str, str]:
+    """{code: status word} from `votz proposals list`."""
+    return {line.split()[0]: line.split()[1] for line in listing.splitlines()}
+
+
+def test_moderation_names_every_code_it_could_not_act_on(tmp_path: Path) -> None:
+    assert votz(tmp_path, "campaigns", "load", str(ROOT / "campaigns")).returncode == 0
+    import sqlite3
+
+    first = next(iter(_codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout)))
+    with sqlite3.connect(tmp_path / "votz.db") as db:  # as if just sent in by someone
+        db.execute("UPDATE proposals SET status = 'submitted' WHERE id = ?", (int(first[1:]),))
+    done = votz(tmp_path, "proposals", "publish", first, "P999", "P998")
+    assert done.returncode == 1
+    assert done.stdout.strip() == "1 proposal(s) published (their authors will be told)"
+    assert done.stderr.splitlines() == ["error: P999: no such proposal",
+                                        "error: P998: no such proposal"]
+    assert _codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout)[first] \
+        == "published"
+    not_codes = votz(tmp_path, "proposals", "reject", first, "abc")
+    assert not_codes.returncode == 2
+    assert not_codes.stderr.strip() == f"error: proposal codes look like P12: {first} abc"
+    assert _codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout)[first] \
+        == "published"
+
+
+def test_proposals_list_shows_each_status(tmp_path: Path) -> None:
+    assert votz(tmp_path, "campaigns", "load", str(ROOT / "campaigns")).returncode == 0
+    import sqlite3
+
+    codes = list(_codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout))
+    with sqlite3.connect(tmp_path / "votz.db") as db:
+        db.execute("UPDATE proposals SET status = 'submitted' WHERE id = ?",
+                   (int(codes[0][1:]),))
+    assert votz(tmp_path, "proposals", "reject", codes[1]).returncode == 0
+    listed = _codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout)
+    assert [listed[c] for c in codes[:3]] == ["submitted", "rejected", "published"]
+    only = votz(tmp_path, "proposals", "list", "vie-etudiante-2024", "--status", "submitted")
+    assert _codes(only.stdout) == {codes[0]: "submitted"}
+
+
+def test_published_proposal_cannot_be_rejected_while_its_vote_is_open(tmp_path: Path) -> None:
+    assert votz(tmp_path, "campaigns", "load", str(ROOT / "campaigns")).returncode == 0
+    voting = next(iter(_codes(votz(tmp_path, "proposals", "list", "vie-etudiante-demo").stdout)))
+    closed = next(iter(_codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout)))
+    done = votz(tmp_path, "proposals", "reject", voting, closed, "P999", "--reason", "duplicate")
+    assert done.returncode == 1
+    assert done.stdout.strip() == "1 proposal(s) rejected (their authors will be told)"
+    assert done.stderr.splitlines() == [
+        f"error: {voting}: its vote is open; it can no longer be rejected",
+        "error: P999: no such proposal"]
+    assert _codes(votz(tmp_path, "proposals", "list", "vie-etudiante-demo").stdout)[voting] \
+        == "published"
+    assert _codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout)[closed] \
+        == "rejected"
+    # Publishing during the vote stays possible.
+    assert votz(tmp_path, "proposals", "publish", voting).returncode == 0
+
+
+def test_privacy_addresses_as_people_write_them(tmp_path: Path) -> None:
+    onboard = "bonjour\n1\n1\n3\n31000\n"
+    assert votz(tmp_path, "chat", "--as", "+33612345678", stdin=onboard).returncode == 0
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "votz.db") as db:  # as if they had signed up by SMS
+        db.execute("UPDATE participants SET channel = 'sms'")
+    exported = votz(tmp_path, "privacy", "export", "sms", "06 12 34 56 78")
+    assert exported.returncode == 0, exported.stderr
+    assert json.loads(exported.stdout)["participant"]["address"] == "+33612345678"
+    for command in ("export", "erase"):
+        wrong = votz(tmp_path, "privacy", command, "smss", "06 12 34 56 78")
+        assert wrong.returncode == 2
+        assert wrong.stderr.strip() == ("error: unknown channel 'smss': one of console, sms, "
+                                        "telegram")
+        bad = votz(tmp_path, "privacy", command, "sms", "abc")
+        assert bad.returncode == 2
+        assert bad.stderr.strip() == "error: 'abc' is not an address on sms"
+    erased = votz(tmp_path, "privacy", "erase", "sms", "06.12.34.56.78")
+    assert erased.returncode == 0, erased.stderr
+    gone = votz(tmp_path, "privacy", "export", "sms", "0612345678")
+    assert gone.returncode == 1
+    assert gone.stderr.strip() == "error: nobody with the address +33612345678 on sms"
+
+
+@pytest.mark.parametrize(("url", "shown", "reason"), [
+    ("postgresql://nobody:s3cret@127.0.0.1:1/nope", "postgresql://nobody:***@127.0.0.1:1/nope",
+     "Connect call failed"),
+    ("sqlite:////nonexistent/dir/x.db", "sqlite:////nonexistent/dir/x.db",
+     "unable to open database file"),
+    ("mysql://x:s3cret@host/db", "mysql://x:***@host/db", "mysql is not supported"),
+    ("nonsense", "nonsense", "not a database URL"),
+])
+def test_a_database_that_cannot_be_opened_is_one_line(tmp_path: Path, url: str, shown: str,
+                                                      reason: str) -> None:
+    env = {**os.environ, "VOTZ_DATABASE_URL": url}
+    for debug in ([], ["--debug"]):
+        result = subprocess.run(
+            [sys.executable, "-m", "bot", *debug, "campaigns", "list"], capture_output=True,
+            text=True, env=env, cwd=tmp_path, timeout=120, check=False)
+        assert result.returncode == 2
+        assert "s3cret" not in result.stderr
+        if debug:
+            assert "Traceback" in result.stderr
+            continue
+        line, = result.stderr.splitlines()
+        assert line.startswith(f"error: cannot open the database {shown}: ")
+        assert reason in line
+    via_option = votz(tmp_path, "--database-url", url, "db", "upgrade")
+    assert via_option.returncode == 2
+    assert via_option.stderr.startswith(f"error: cannot open the database {shown}: ")
+
+
+def test_results_by_needs_csv(tmp_path: Path) -> None:
+    assert votz(tmp_path, "campaigns", "load", str(ROOT / "campaigns")).returncode == 0
+    for fmt in ([], ["--format", "table"], ["--format", "json"]):
+        refused = votz(tmp_path, "results", "vie-etudiante-2024", *fmt, "--by", "age")
+        assert refused.returncode == 2
+        assert refused.stderr.strip() == ("error: --by works with --format csv (table and JSON "
+                                          "include every breakdown)")
+        assert refused.stdout == ""
+    csv_out = votz(tmp_path, "results", "vie-etudiante-2024", "--format", "csv", "--by", "age")
+    assert csv_out.returncode == 0 and csv_out.stdout.splitlines()[0] == "age_bracket,ballots"
