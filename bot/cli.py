@@ -14,10 +14,10 @@ import re
 import sys
 import traceback
 from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
@@ -34,6 +34,8 @@ from bot.i18n import LOCALES, I18n
 from bot.staff import audit, broadcasts, campaigns, measured, moderation, privacy
 from bot.staff.results import BREAKDOWNS, FORMATS, campaign_results, format_results
 from bot.store.db import normalise_url
+
+T = TypeVar("T")
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -84,18 +86,24 @@ def _check_url(url: str) -> None:
 
 
 @asynccontextmanager
-async def _app(args: argparse.Namespace, *, senders: dict[str, Sender] | None = None
-               ) -> AsyncIterator[App]:
-    """The app for one command: migrated, catalog loaded, closed when the command ends.
-    A database that cannot be opened is a `CannotOpenDatabase` (one line, not a traceback)."""
-    settings = _settings(args)
+async def _opening(settings: Settings, manager: AbstractAsyncContextManager[T]
+                   ) -> AsyncIterator[T]:
+    """Enter `manager` (the app, or the server around it); a database that cannot be opened
+    is a `CannotOpenDatabase` (one line, not a traceback). Errors once it is open pass."""
     _check_url(settings.database_url)
     async with AsyncExitStack() as stack:
         try:
-            app = await stack.enter_async_context(App.open(settings, senders=senders))
+            opened = await stack.enter_async_context(manager)
         except OPENING_ERRORS as exc:
             raise CannotOpenDatabase(settings.database_url, _reason(exc)) from exc
-        yield app
+        yield opened
+
+
+def _app(args: argparse.Namespace, *, senders: dict[str, Sender] | None = None
+         ) -> AbstractAsyncContextManager[App]:
+    """The app for one command: migrated, catalog loaded, closed when the command ends."""
+    settings = _settings(args)
+    return _opening(settings, App.open(settings, senders=senders))
 
 
 # --- chat ------------------------------------------------------------------------------------
@@ -131,9 +139,8 @@ async def chat(args: argparse.Namespace) -> int:
 async def run(args: argparse.Namespace) -> int:
     from bot.server import Server
 
-    async with _app(args):  # a database that cannot be opened: one clear line
-        pass
-    async with Server.open(_settings(args)) as server:
+    settings = _settings(args)
+    async with _opening(settings, Server.open(settings)) as server:
         await server.serve()
     return 0
 

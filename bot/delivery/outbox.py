@@ -325,5 +325,5 @@ def oldest_due(conn: Connection, channels: Sequence[str], now: datetime, *,
     found: datetime | None = conn.execute(
         select(func.min(outbox.c.next_attempt_at)).where(
             outbox.c.status.in_((_QUEUED, _SENDING)), outbox.c.channel.in_(list(channels)),
-            outbox.c.bulk.is_(bulk), outbox.c.next_attempt_at <= now)).scalar()
+            outbox.c.bulk == false(), outbox.c.next_attempt_at <= now)).scalar()
     return found

@@ -18,7 +18,7 @@ tick, a restart in the middle of one, or a second process queues nothing twice.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Select,
     and_,
     case,
     cast,
@@ -61,7 +62,6 @@ from bot.store.repo import (
     campaign_proposals,
     counted_ballots,
     insert_for,
-    load_campaigns,
 )
 from bot.store.tables import (
     ballot_drafts,
@@ -182,11 +182,12 @@ def plan(conn: Connection, campaign: Campaign, now: datetime, *, grace: timedelt
 def plan_unplanned(conn: Connection, now: datetime, *, grace: timedelta) -> list[str]:
     """Plan the campaigns that have no events yet: those loaded before Votz had a scheduler
     (a database upgraded from an earlier version). Returns their slugs."""
-    ids = conn.execute(select(campaigns_table.c.id).where(~exists().where(
-        campaign_events.c.campaign_id == campaigns_table.c.id))).scalars().all()
+    rows = conn.execute(select(campaigns_table.c.id, campaigns_table.c.definition).where(
+        ~exists().where(campaign_events.c.campaign_id == campaigns_table.c.id))).all()
     planned = []
-    for campaign in load_campaigns(conn):
-        if campaign.id in ids and campaign.events:
+    for row in rows:  # usually none: one indexed query per tick
+        campaign = campaign_from_json(row.definition, row.id)
+        if campaign.events:
             plan(conn, campaign, now, grace=grace, actor="scheduler")
             planned.append(campaign.slug)
     return planned
@@ -452,14 +453,10 @@ def queue_audience(conn: Connection, *, key_prefix: str, who: ColumnElement[bool
         branches.append((variant.condition, literal(variant.text)))
     fallback = variants[-1].text if variants else ""
     text: Any = case(*branches, else_=literal(fallback)) if branches else literal(fallback)
-    narrower: dict[str, Any] = {}
-    if campaign is not None:
-        narrower = {c: parse_window(w) for c, w in campaign.sending_windows.items()}
-    leave_at = {channel: windows.next_open(channel, now, narrower.get(channel))
-                for channel in sendable_channels()}
+    leave_at = leaving(windows, now, campaign)
     if not_after is not None:
         who = and_(who, participants.c.channel.in_(
-            in_time(windows, now, campaign, not_after)))
+            [channel for channel, at in leave_at.items() if at < not_after]))
     leaves = [(participants.c.channel == channel, literal(at, outbox.c.next_attempt_at.type))
               for channel, at in leave_at.items()]
     next_attempt: Any = case(*leaves, else_=literal(now, outbox.c.next_attempt_at.type))
@@ -481,13 +478,12 @@ def queue_audience(conn: Connection, *, key_prefix: str, who: ColumnElement[bool
     return queued
 
 
-def in_time(windows: Windows, now: datetime, campaign: Campaign | None,
-            not_after: datetime) -> list[str]:
-    """The channels on which a bulk message queued now would leave before `not_after`."""
+def leaving(windows: Windows, now: datetime, campaign: Campaign | None) -> dict[str, datetime]:
+    """When a bulk message queued now would leave, on each channel Votz sends on (the
+    channel's window, narrowed by the campaign's own)."""
     narrower = {c: parse_window(w) for c, w in campaign.sending_windows.items()} \
         if campaign is not None else {}
-    return [c for c in sendable_channels()
-            if windows.next_open(c, now, narrower.get(c)) < not_after]
+    return {c: windows.next_open(c, now, narrower.get(c)) for c in sendable_channels()}
 
 
 # --- firing ----------------------------------------------------------------------------------
@@ -503,11 +499,16 @@ class Fired:
     late: timedelta
 
 
+def _next_due(now: datetime, skip: Collection[int]) -> Select[Any]:
+    """The most overdue pending event, leaving out those in `skip`."""
+    return (select(campaign_events).where(campaign_events.c.status == PENDING,
+                                          campaign_events.c.due_at <= now,
+                                          campaign_events.c.id.not_in(list(skip)))
+            .order_by(campaign_events.c.due_at, campaign_events.c.id).limit(1))
+
+
 def _lock_due(conn: Connection, now: datetime, skip: frozenset[int]) -> Any:
-    query = (select(campaign_events).where(campaign_events.c.status == PENDING,
-                                           campaign_events.c.due_at <= now,
-                                           campaign_events.c.id.not_in(list(skip)))
-             .order_by(campaign_events.c.due_at, campaign_events.c.id).limit(1))
+    query = _next_due(now, skip)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return conn.execute(query).first()
@@ -595,24 +596,25 @@ def nudge_unfinished(conn: Connection, campaign: Campaign, now: datetime, *, i18
     if row is None:
         return 0  # not planned yet, or another process is nudging this campaign now
     total = 0
-    texts = [Variant(participants.c.locale == locale,
-                     i18n[locale](UNFINISHED if vote.end else UNFINISHED_OPEN,
-                                  campaign=campaign.text("title", locale),
-                                  date=_last_day(campaign, Phase.VOTE, i18n, locale)), {})
-             for locale in LOCALES]
-    texts = [Variant(v.condition, v.text, hinted(v.text, locale, i18n), locale)
-             for v, locale in zip(texts, LOCALES, strict=True)]
+    texts = []
+    for locale in LOCALES:
+        text = i18n[locale](UNFINISHED if vote.end else UNFINISHED_OPEN,
+                            campaign=campaign.text("title", locale),
+                            date=_last_day(campaign, Phase.VOTE, i18n, locale))
+        texts.append(Variant(participants.c.locale == locale, text,
+                             hinted(text, locale, i18n), locale))
+    leave_at = leaving(windows, now, campaign)
     quiet_from = vote.end - NUDGE_QUIET_BEFORE_CLOSE if vote.end else None
-    channels = (in_time(windows, now, campaign, quiet_from) if quiet_from
-                else sendable_channels())  # a nudge that could only leave too late: none
+    # A nudge that could only leave in the vote's last hours is not sent (nor counted).
+    channels = [c for c, at in leave_at.items() if quiet_from is None or at < quiet_from]
     for number, after in enumerate(NUDGE_AFTER):
-        draft = and_(ballot_drafts.c.participant_id == participants.c.id,
-                     ballot_drafts.c.campaign_id == campaign.id,
-                     ballot_drafts.c.nudges == number,
-                     ballot_drafts.c.updated_at <= now - after,
-                     or_(ballot_drafts.c.nudged_at.is_(None),
-                         ballot_drafts.c.nudged_at <= now - NUDGE_GAP))
-        who = and_(audience(campaign, Target.UNFINISHED), exists().where(draft),
+        due = and_(ballot_drafts.c.campaign_id == campaign.id,
+                   ballot_drafts.c.nudges == number,
+                   ballot_drafts.c.updated_at <= now - after,
+                   or_(ballot_drafts.c.nudged_at.is_(None),
+                       ballot_drafts.c.nudged_at <= now - NUDGE_GAP))
+        who = and_(audience(campaign, Target.UNFINISHED),
+                   exists().where(due, ballot_drafts.c.participant_id == participants.c.id),
                    participants.c.channel.in_(channels))
         stamp = int(now.timestamp())
         queued = queue_audience(
@@ -620,12 +622,7 @@ def nudge_unfinished(conn: Connection, campaign: Campaign, now: datetime, *, i18
             variants=texts, now=now, windows=windows, campaign=campaign)
         if queued:  # the same people, in the same transaction
             conn.execute(update(ballot_drafts).where(
-                ballot_drafts.c.campaign_id == campaign.id,
-                ballot_drafts.c.nudges == number,
-                ballot_drafts.c.updated_at <= now - after,
-                or_(ballot_drafts.c.nudged_at.is_(None),
-                    ballot_drafts.c.nudged_at <= now - NUDGE_GAP),
-                ballot_drafts.c.participant_id.in_(select(participants.c.id).where(who)),
+                due, ballot_drafts.c.participant_id.in_(select(participants.c.id).where(who)),
             ).values(nudges=number + 1, nudged_at=now))
         total += queued
     if total:
@@ -634,18 +631,10 @@ def nudge_unfinished(conn: Connection, campaign: Campaign, now: datetime, *, i18
     return total
 
 
-def due_now(conn: Connection, now: datetime, skip: Mapping[int, str]) -> int | None:
+def due_now(conn: Connection, now: datetime, skip: Collection[int]) -> int | None:
     """The event row the next `fire_next` would take (to set aside one that fails)."""
-    found = conn.execute(
-        select(campaign_events.c.id).where(campaign_events.c.status == PENDING,
-                                           campaign_events.c.due_at <= now,
-                                           campaign_events.c.id.not_in(list(skip)))
-        .order_by(campaign_events.c.due_at, campaign_events.c.id).limit(1)).scalar()
-    return int(found) if found is not None else None
-
-
-def campaigns_by_id(conn: Connection) -> dict[int, Campaign]:
-    return {c.id: c for c in load_campaigns(conn)}
+    found = conn.execute(_next_due(now, skip)).first()
+    return int(found.id) if found is not None else None
 
 
 def next_due(conn: Connection, now: datetime) -> datetime | None:

@@ -27,14 +27,12 @@ from bot.domain.campaigns import Campaign
 from bot.domain.region import PARIS
 from bot.scheduling.events import (
     Fired,
-    campaigns_by_id,
     due_now,
     fire_next,
     next_due,
     nudge_unfinished,
     plan_unplanned,
 )
-from bot.store.repo import load_campaigns
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -95,7 +93,9 @@ class Scheduler:
             if planned:
                 log.info("scheduler.planned campaigns=%s (loaded before events existed)",
                          ",".join(planned))
-            campaigns = await app.db.run(campaigns_by_id)
+            # As the conversation sees them (the catalog job keeps them current): each event
+            # re-reads its own campaign when it fires.
+            campaigns = {c.id: c for c in app.pipeline.catalog.campaigns}
             fired: list[Fired] = []
             failed: dict[int, str] = {}  # event row → error: the others still go out
             while True:
@@ -134,11 +134,11 @@ class Scheduler:
             return Tick(now, tuple(fired), nudged, changed, tuple(failed.values()))
 
     async def next_moment(self) -> datetime | None:
-        """The next event due or phase change after now (for the exact-time job)."""
+        """The next event due or phase change after now (for the exact-time job); phases
+        are read from the catalog the tick keeps current."""
         now = self.app.clock()
         due = await self.app.db.run(lambda conn: next_due(conn, now))
-        campaigns = await self.app.db.run(load_campaigns)
-        later = [b for b in boundaries(campaigns) if b > now]
+        later = [b for b in boundaries(self.app.pipeline.catalog.campaigns) if b > now]
         candidates = [m for m in (due, min(later, default=None)) if m is not None]
         return min(candidates, default=None)
 

@@ -11,7 +11,7 @@ import pytest
 from bot.app import App
 from bot.config import Settings
 from tests.conftest import FixedClock, RecordingSender
-from tests.integration.reminders import VILLAGE, write
+from tests.integration.reminders import CLOSING_DUE, VILLAGE, write
 
 
 @pytest.fixture
@@ -32,3 +32,19 @@ async def village(database: tuple[str, str | None], settings: Settings, clock: F
                         schema=database[1]) as app:
         await app.load_campaigns(write(tmp_path / "campaigns", VILLAGE))
         yield app
+
+
+@pytest.fixture
+async def two_processes(database: tuple[str, str | None], settings: Settings,
+                        clock: FixedClock, senders: dict[str, RecordingSender],
+                        tmp_path: Path) -> AsyncIterator[tuple[App, App]]:
+    """Two Votz instances ("a", "b") on one database, VILLAGE loaded, at the time its
+    "vote-closing" reminder is due."""
+    clock.now = CLOSING_DUE
+    async with App.open(replace(settings, instance="a"), senders=senders, clock=clock,
+                        schema=database[1]) as one, \
+            App.open(replace(settings, instance="b"), senders=senders, clock=clock,
+                     schema=database[1]) as other:
+        await one.load_campaigns(write(tmp_path / "two", VILLAGE))
+        await other.refresh_catalog()
+        yield one, other

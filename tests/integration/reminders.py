@@ -88,3 +88,18 @@ def proposal_ids(app: App) -> list[int]:
     campaign = app.pipeline.catalog.by_slug("village")
     assert campaign is not None
     return [p.id for p in app.pipeline.catalog.published(campaign.id)]
+
+
+def slow_queueing(monkeypatch: Any, seconds: float) -> None:
+    """Make each event's queueing hold its transaction `seconds` longer on PostgreSQL, as a
+    large audience does (to let another process meet it half-way)."""
+    from bot.scheduling import events
+
+    real = events.queue_audience
+
+    def slow(conn: Any, **kwargs: Any) -> int:
+        queued = real(conn, **kwargs)
+        conn.exec_driver_sql(f"SELECT pg_sleep({seconds})")
+        return queued
+
+    monkeypatch.setattr(events, "queue_audience", slow)

@@ -8,7 +8,6 @@ Storage tests run on SQLite and PostgreSQL (the `database` fixture).
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,6 @@ import pytest
 from sqlalchemy import func, insert, select, update
 
 from bot.app import App
-from bot.config import Settings
 from bot.delivery.outbox import OutboxStatus
 from bot.scheduling import events as events_module
 from bot.scheduling.scheduler import Scheduler
@@ -158,21 +156,14 @@ async def test_a_crash_in_the_middle_of_a_tick_loses_and_repeats_nothing(
 @pytest.mark.parametrize(
     "database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 async def test_two_schedulers_on_one_postgresql_database_send_once(
-        database: tuple[str, str | None], settings: Settings, clock: FixedClock,
-        senders: dict[str, RecordingSender], tmp_path: Path) -> None:
-    clock.now = CLOSING_DUE
-    async with App.open(replace(settings, instance="a"), senders=senders, clock=clock,
-                        schema=database[1]) as one, \
-            App.open(replace(settings, instance="b"), senders=senders, clock=clock,
-                     schema=database[1]) as other:
-        await one.load_campaigns(write(tmp_path / "c", VILLAGE))
-        await other.refresh_catalog()
-        people = [await add_person(one, f"+336000002{n:02d}") for n in range(40)]
-        for _ in range(3):
-            await asyncio.gather(Scheduler(one).tick(), Scheduler(other).tick(),
-                                 Scheduler(one).tick())
-        queued = await rows(one, "event:%:vote-closing:%")
-        assert sorted(r.participant_id for r in queued) == sorted(people)
+        two_processes: tuple[App, App]) -> None:
+    one, other = two_processes
+    people = [await add_person(one, f"+336000002{n:02d}") for n in range(40)]
+    for _ in range(3):
+        await asyncio.gather(Scheduler(one).tick(), Scheduler(other).tick(),
+                             Scheduler(one).tick())
+    queued = await rows(one, "event:%:vote-closing:%")
+    assert sorted(r.participant_id for r in queued) == sorted(people)
 
 
 # --- dates that change, events missed -----------------------------------------------------------

@@ -9,7 +9,6 @@ mutations of the scheduler visible.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,6 @@ from sqlalchemy import insert, select
 
 from bot.app import App
 from bot.channels.base import Reply
-from bot.config import Settings
 from bot.delivery.outbox import claim, queue_values
 from bot.domain.campaigns import parse_campaign
 from bot.scheduling import events as events_module
@@ -27,7 +25,7 @@ from bot.scheduling.scheduler import Scheduler
 from bot.staff import campaigns as staff_campaigns
 from bot.staff.broadcasts import Audience, queue_broadcast
 from bot.store.tables import ballot_drafts, outbox
-from tests.conftest import FixedClock, RecordingSender
+from tests.conftest import FixedClock
 from tests.integration.reminders import (
     CLOSING_DUE,
     T0,
@@ -38,6 +36,7 @@ from tests.integration.reminders import (
     event_row,
     proposal_ids,
     rows,
+    slow_queueing,
     write,
 )
 
@@ -99,38 +98,26 @@ async def test_a_nudge_never_leaves_in_the_last_6_hours_of_the_vote(
 @pytest.mark.parametrize(
     "database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 async def test_a_reload_while_an_event_fires_does_not_send_it_twice(
-        database: tuple[str, str | None], settings: Settings, clock: FixedClock,
-        senders: dict[str, RecordingSender], tmp_path: Path,
+        two_processes: tuple[App, App], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    clock.now = CLOSING_DUE
-    async with App.open(replace(settings, instance="a"), senders=senders, clock=clock,
-                        schema=database[1]) as one, \
-            App.open(replace(settings, instance="b"), senders=senders, clock=clock,
-                     schema=database[1]) as other:
-        await one.load_campaigns(write(tmp_path / "c", VILLAGE))
-        for n in range(3):
-            await add_person(one, f"+3360000090{n}")
-        real = events_module.queue_audience
+    one, other = two_processes
+    for n in range(3):
+        await add_person(one, f"+3360000090{n}")
+    real = events_module.queue_audience
+    slow_queueing(monkeypatch, 1.5)
+    # Only the results date moves: vote-closing keeps its due time.
+    later = VILLAGE.replace('start: "2026-03-21T09:00"', 'start: "2026-03-22T09:00"')
 
-        def slow(conn: Any, **kwargs: Any) -> int:
-            queued = real(conn, **kwargs)
-            conn.exec_driver_sql("SELECT pg_sleep(1.5)")  # a large audience takes a while
-            return queued
+    async def reload() -> None:
+        await asyncio.sleep(0.5)
+        await other.load_campaigns(write(tmp_path / "v2", later), actor="alice")
 
-        monkeypatch.setattr(events_module, "queue_audience", slow)
-        # Only the results date moves: vote-closing keeps its due time.
-        later = VILLAGE.replace('start: "2026-03-21T09:00"', 'start: "2026-03-22T09:00"')
-
-        async def reload() -> None:
-            await asyncio.sleep(0.5)
-            await other.load_campaigns(write(tmp_path / "v2", later), actor="alice")
-
-        await asyncio.gather(Scheduler(one).tick(), reload())
-        monkeypatch.setattr(events_module, "queue_audience", real)
-        status = (await event_row(one, "vote-closing")).status
-        await Scheduler(one).tick()
-        queued = await rows(one, "event:%:vote-closing:%")
-        assert (status, len(queued)) == ("done", 3), [r.idempotency_key for r in queued]
+    await asyncio.gather(Scheduler(one).tick(), reload())
+    monkeypatch.setattr(events_module, "queue_audience", real)
+    status = (await event_row(one, "vote-closing")).status
+    await Scheduler(one).tick()
+    queued = await rows(one, "event:%:vote-closing:%")
+    assert (status, len(queued)) == ("done", 3), [r.idempotency_key for r in queued]
 
 
 # 4. A reminder declared with the id of the nudges' row.
@@ -227,27 +214,13 @@ async def test_a_bulk_row_waiting_for_its_campaign_window_does_not_hold_a_reply(
 @pytest.mark.parametrize(
     "database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 async def test_two_schedulers_fire_an_event_once(
-        database: tuple[str, str | None], settings: Settings, clock: FixedClock,
-        senders: dict[str, RecordingSender], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        two_processes: tuple[App, App], monkeypatch: pytest.MonkeyPatch) -> None:
     """Kills mutation (b): the event is fired (marked done, counted) by one process only."""
-    clock.now = CLOSING_DUE
-    async with App.open(replace(settings, instance="a"), senders=senders, clock=clock,
-                        schema=database[1]) as one, \
-            App.open(replace(settings, instance="b"), senders=senders, clock=clock,
-                     schema=database[1]) as other:
-        await one.load_campaigns(write(tmp_path / "c", VILLAGE))
-        for n in range(3):
-            await add_person(one, f"+3360000091{n}")
-        real = events_module.queue_audience
-
-        def slow(conn: Any, **kwargs: Any) -> int:
-            queued = real(conn, **kwargs)
-            conn.exec_driver_sql("SELECT pg_sleep(0.5)")
-            return queued
-
-        monkeypatch.setattr(events_module, "queue_audience", slow)
-        ticks = await asyncio.gather(Scheduler(one).tick(), Scheduler(other).tick())
-        fired = [f for t in ticks for f in t.fired if f.event == "vote-closing"]
-        assert len(fired) == 1
-        assert (await event_row(one, "vote-closing")).queued == 3
+    one, other = two_processes
+    for n in range(3):
+        await add_person(one, f"+3360000091{n}")
+    slow_queueing(monkeypatch, 0.5)
+    ticks = await asyncio.gather(Scheduler(one).tick(), Scheduler(other).tick())
+    fired = [f for t in ticks for f in t.fired if f.event == "vote-closing"]
+    assert len(fired) == 1
+    assert (await event_row(one, "vote-closing")).queued == 3
