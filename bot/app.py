@@ -7,13 +7,11 @@ server (`bot.server`) adds channels, the web app and the long-running tasks arou
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
 from collections.abc import AsyncIterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import yaml
-
+from bot.campaign_files import read_campaigns
 from bot.channels import registry
 from bot.channels.base import DeliveryReport, Inbound, Sender
 from bot.config import Settings
@@ -24,44 +22,13 @@ from bot.conversation.pipeline import Clock, Handled, Pipeline, utcnow
 from bot.delivery.dispatcher import Dispatcher
 from bot.delivery.outbox import apply_delivery_report
 from bot.delivery.windows import windows_from_settings
-from bot.domain.campaigns import PARIS, Campaign, parse_campaign
-from bot.errors import CampaignError
+from bot.domain.campaigns import PARIS
 from bot.i18n import I18n
+from bot.metrics import Metrics
 from bot.scheduling.events import plan
 from bot.store.db import Database
 from bot.store.migrate import migrate
 from bot.store.repo import SaveReport, get_campaign, load_catalog, save_campaign
-
-
-class _TextDates(yaml.SafeLoader):
-    """YAML without implicit timestamps: dates stay text, so errors can name their field."""
-
-
-_TextDates.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-def read_campaigns(path: Path, *, today: date, now: datetime | None = None) -> list[Campaign]:
-    """Parse one campaign file, or every `*.yaml` below a folder; slugs must be unique."""
-    files = sorted(path.rglob("*.yaml")) if path.is_dir() else [path]
-    if not files:
-        raise CampaignError(str(path), "(folder)", "no campaign files (*.yaml)")
-    found: dict[str, str] = {}
-    result = []
-    for file in files:
-        try:
-            raw = yaml.load(file.read_text(encoding="utf-8"), Loader=_TextDates)
-        except (OSError, yaml.YAMLError) as exc:
-            raise CampaignError(str(file), "(file)", str(exc).replace("\n", " ")) from None
-        campaign = parse_campaign(raw, file=str(file), today=today, now=now)
-        if campaign.slug in found:
-            raise CampaignError(str(file), "slug",
-                                f"{campaign.slug!r} is also in {found[campaign.slug]}")
-        found[campaign.slug] = str(file)
-        result.append(campaign)
-    return result
 
 
 def load_engine(i18n: I18n, flows_dir: Path | None = None) -> tuple[FlowSet, Engine]:
@@ -80,7 +47,7 @@ class App:
         self.pipeline = pipeline
         self.dispatcher = dispatcher
         self.clock = clock
-        self.metrics: Counter[str] = Counter()
+        self.metrics = Metrics()
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -122,7 +89,10 @@ class App:
 
     async def handle(self, inbound: Inbound) -> Handled:
         """An inbound message, from any channel, through the pipeline."""
-        return await self.pipeline.handle(inbound)
+        handled = await self.pipeline.handle(inbound)
+        self.metrics.inbound.labels(inbound.channel,
+                                    "duplicate" if handled.duplicate else "handled").inc()
+        return handled
 
     async def report(self, report: DeliveryReport) -> bool:
         """A provider's delivery report; False when no message has its provider id."""

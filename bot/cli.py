@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import re
 import sys
 import traceback
@@ -22,7 +21,9 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.app import App, load_engine, read_campaigns
+from bot import logs
+from bot.app import App, load_engine
+from bot.campaign_files import check_campaigns
 from bot.channels.base import Inbound, Sender
 from bot.channels.console import CHANNEL, ConsoleSender
 from bot.config import Settings
@@ -249,17 +250,28 @@ async def reminders_list(args: argparse.Namespace) -> int:
 
 
 def campaigns_check(args: argparse.Namespace) -> int:
+    """Every problem of every campaign file, as file:line:column: field: message; 1 if any."""
     today = datetime.now(PARIS).date()
     i18n = I18n()
-    ok = True
-    for campaign in read_campaigns(Path(args.path), today=today):
-        kind = "declared" if campaign.declared_events is not None else "default"
-        print(f"{campaign.slug}: ok ({len(campaign.seed_proposals)} proposals, "
-              f"{len(campaign.events)} {kind} reminders)")
-        for problem in campaigns.reminder_problems(campaign, i18n):
-            ok = False
-            print(f"  {problem}")
-    return 0 if ok else 1
+    problems = broken = 0
+    for checked in check_campaigns(Path(args.path), today=today):
+        found = list(checked.problems)
+        campaign = checked.campaign
+        if campaign is not None:
+            for text in campaigns.reminder_problems(campaign, i18n):
+                field, _, message = text.partition(": ")
+                found.append(checked.problem(field, message))
+        for problem in found:
+            print(problem)
+        if campaign is not None and not found:
+            kind = "declared" if campaign.declared_events is not None else "default"
+            print(f"{campaign.slug}: ok ({len(campaign.seed_proposals)} proposals, "
+                  f"{len(campaign.events)} {kind} reminders)")
+        problems += len(found)
+        broken += bool(found)
+    if problems:
+        print(f"{problems} problem(s) in {broken} file(s)", file=sys.stderr)
+    return 1 if problems else 0
 
 
 async def proposals_list(args: argparse.Namespace) -> int:
@@ -277,37 +289,259 @@ async def proposals_moderate(args: argparse.Namespace, act: moderation.Act) -> i
     async with _app(args) as app:
         notify = moderation.Notify(app.i18n, app.dispatcher.windows, app.clock())
         done = await act(app.db, args.ids, notify=notify,
-                         reason=getattr(args, "reason", None))
+                         reason=getattr(args, "reason", None), by=args.by or _who())
     print(f"{done.changed} proposal(s) {done.status} (their authors will be told)")
     for code, why in done.refused:
         print(f"error: {code}: {why}", file=sys.stderr)
     return 0 if done.complete else 1
 
 
+async def proposals_hide(args: argparse.Namespace) -> int:
+    moderation.parse_codes(args.ids)
+    async with _app(args) as app:
+        done = await moderation.hide(app.db, args.ids, reason=args.reason,
+                                     by=args.by or _who(), now=app.clock())
+    print(f"{done.changed} proposal(s) hidden (logged; votes already cast still count)")
+    for code, why in done.refused:
+        print(f"error: {code}: {why}", file=sys.stderr)
+    return 0 if done.complete else 1
+
+
+REVIEW_ANSWERS = {"p": "publier", "r": "rejeter", "m": "masquer", "s": "suivant", "q": "quitter"}
+REVIEW_PROMPT = " / ".join(f"[{k}]{w[1:]}" for k, w in REVIEW_ANSWERS.items()) + " ? "
+
+
+async def _ask(prompt: str) -> str | None:
+    """One answer from stdin (a terminal or a pipe); None at its end."""
+    print(prompt, end="", flush=True)
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    if not sys.stdin.isatty():  # piped: show the answer, as a transcript
+        print(line.rstrip("\n"))
+    return line.strip() if line else None
+
+
+def _pending_text(item: moderation.Pending, place: str) -> str:
+    p = item.proposal
+    lines = [f"{place} {p.code} · {item.campaign_title} ({item.slug}) · "
+             f"{moderation.STATUS_LABELS_FR[item.status]} le {_local(item.created_at)}",
+             f"  « {p.text('fr')} »"]
+    if item.flags:
+        lines.append("  attention, contient " + ", ".join(
+            moderation.FLAG_LABELS_FR[f] for f in item.flags))
+    if item.similar:
+        lines.append("  semblables : " + " ; ".join(
+            f"{s.proposal.code} {s.proposal.text('fr')} "
+            f"({moderation.STATUS_LABELS_FR[s.status]})" for s in item.similar))
+    if item.reports:
+        lines.append(f"  signalée par {item.reports} participant(s)")
+    return "\n".join(lines)
+
+
+async def _ask_reason() -> str | None:
+    reasons = list(moderation.REASON_LABELS_FR.items())
+    print("Motif :")
+    for n, (_, label) in enumerate(reasons, 1):
+        print(f"  {n} {label}")
+    while True:
+        answer = await _ask(f"Numéro du motif (1 à {len(reasons)}) ? ")
+        if answer is None:
+            return None
+        if answer.isdigit() and 1 <= int(answer) <= len(reasons):
+            return reasons[int(answer) - 1][0]
+        print(f"« {answer} » n'est pas un motif : un numéro de 1 à {len(reasons)}.")
+
+
+async def proposals_review(args: argparse.Namespace) -> int:
+    """An interactive pass over the proposals waiting for a decision, oldest first."""
+    by = args.by or _who()
+    decided = 0
+    async with _app(args) as app:
+        waiting = await moderation.pending(app.db, args.slug)
+        if not waiting:
+            print("Aucune proposition en attente.")
+            return 0
+        print(f"{len(waiting)} proposition(s) en attente, de la plus ancienne à la plus "
+              "récente.")
+        for n, item in enumerate(waiting, 1):
+            print()
+            print(_pending_text(item, f"[{n}/{len(waiting)}]"))
+            code = item.proposal.code
+            while True:
+                answer = await _ask(REVIEW_PROMPT)
+                key = (answer or "q").lower()[:1] if (answer or "q").lower() in (
+                    *REVIEW_ANSWERS, *REVIEW_ANSWERS.values()) else None
+                if key == "q":
+                    print(f"{decided} décision(s) prise(s).")
+                    return 0
+                if key == "s":
+                    break
+                if key is None:
+                    print(f"« {answer} » : répondez " + ", ".join(
+                        f"{k} ({w})" for k, w in REVIEW_ANSWERS.items()) + ".")
+                    continue
+                reason = None
+                if key in ("r", "m"):
+                    reason = await _ask_reason()
+                    if reason is None:
+                        print(f"{decided} décision(s) prise(s).")
+                        return 0
+                notify = moderation.Notify(app.i18n, app.dispatcher.windows, app.clock())
+                if key == "p":
+                    done = await moderation.publish(app.db, [code], notify=notify, by=by)
+                elif key == "r":
+                    done = await moderation.reject(app.db, [code], notify=notify,
+                                                   reason=reason, by=by)
+                else:
+                    assert reason is not None
+                    done = await moderation.hide(app.db, [code], reason=reason, by=by,
+                                                 now=app.clock())
+                if done.refused:
+                    print(f"{code} : " + moderation.REFUSALS_FR.get(
+                        done.refused[0][1], done.refused[0][1]) + ".")
+                    continue
+                decided += 1
+                said = moderation.STATUS_LABELS_FR[done.status]
+                why = f" ({moderation.REASON_LABELS_FR[reason]})" if reason else ""
+                told = "" if key == "m" else " ; son auteur sera prévenu"
+                print(f"{code} {said}{why}{told}.")
+                break
+    print(f"Fin de la liste : {decided} décision(s) prise(s).")
+    return 0
+
+
 # --- broadcasts ------------------------------------------------------------------------------
 
 
+def _audience(args: argparse.Namespace) -> broadcasts.Audience:
+    return broadcasts.Audience(
+        channel=args.channel, campaign=args.campaign,
+        departements=tuple(args.departement or ()), ages=tuple(args.age or ()),
+        locales=tuple(args.locale or ()), not_voted=args.not_voted)
+
+
+def _print_preview(seen: broadcasts.Preview) -> None:
+    print(f"recipients: {seen.total}")
+    for channel, n in sorted(seen.recipients.items()):
+        by_locale = ", ".join(f"{locale} {seen.people(channel, locale)}" for locale in LOCALES
+                              if seen.people(channel, locale))
+        print(f"  {channel:9} {n} ({by_locale})")
+    for locale in seen.missing_locales:
+        print(f"  no {locale} text: the French text goes to them")
+    for channel, costs in seen.costs.items():
+        for locale in LOCALES:
+            cost, people = costs[locale], seen.people(channel, locale)
+            if people:
+                print(f"  {channel} {locale}: {cost.encoding}, {cost.segments} segment(s) × "
+                      f"{people} = {cost.segments * people}")
+        print(f"{channel.upper()} segments in all: {seen.segments(channel)}")
+    if seen.costs:
+        print(f"estimated cost: {seen.cost:.2f} € (at {seen.price:g} € a segment, "
+              "VOTZ_SMS_PRICE_PER_SEGMENT)")
+
+
+def _confirmed(args: argparse.Namespace, question: str) -> bool:
+    """--yes, or a "y" typed at the terminal; never a guess when nobody is there to ask."""
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        print("not sent: add --yes to queue it without being asked")
+        return False
+    try:
+        answer = input(f"{question} [y/N] ")
+    except EOFError:
+        answer = ""
+    if answer.strip().lower() in {"y", "yes", "o", "oui"}:
+        return True
+    print("not sent")
+    return False
+
+
 async def broadcast(args: argparse.Namespace) -> int:
+    if args.text is None:
+        raise ConfigError("a broadcast needs --text (the French text); or one of: "
+                          "votz broadcast list | status ID | cancel ID")
     texts = {"fr": args.text, "en": args.text_en, "oc": args.text_oc}
     async with _app(args) as app:
-        composed = await broadcasts.compose(app.db, texts, campaign=args.campaign,
-                                            channel=args.channel, key=args.key)
-        seen = await broadcasts.show(app.db, composed)
-        for channel, n in sorted(seen.recipients.items()):
-            print(f"{channel:9} {n} recipient(s)")
-        for channel, costs in seen.costs.items():
-            for locale in LOCALES:
-                cost, people = costs[locale], seen.people(channel, locale)
-                print(f"{channel} {locale}:   {cost.encoding}, {cost.segments} segment(s) × "
-                      f"{people} recipient(s) = {cost.segments * people}")
-            print(f"{channel.upper()} segments in all: {seen.segments(channel)}")
-        if not args.send:
-            print("preview only: add --send to queue it")
+        now = app.clock()
+        at = broadcasts.parse_send_time(args.at, now) if args.at else None
+        composed = await broadcasts.compose(app.db, texts, _audience(args), key=args.key,
+                                            now=now, at=at)
+        seen = await broadcasts.show(app.db, composed, price=app.settings.sms_price_per_segment)
+        print(f"audience: {composed.audience.describe()}")
+        _print_preview(seen)
+        when = f"at {_local(at)}" if at else "now"
+        if not seen.total:
+            print("nobody to send it to: nothing queued")
+            return 1
+        if not _confirmed(args, f"Send it to {seen.total} people {when}?"):
             return 0
-        queued = await broadcasts.send(app.db, composed, app.clock(), i18n=app.i18n,
-                                       windows=app.dispatcher.windows)
-    print(f"queued {queued} message(s) (broadcast key {composed.key}; sending it again queues "
-          "nothing more)")
+        made = await broadcasts.create(app.db, composed, by=args.by or _who(), now=now, at=at,
+                                       i18n=app.i18n, windows=app.dispatcher.windows)
+    if made.created_at < now:
+        print(f"broadcast #{made.id} was created before ({_local(made.created_at)}, key "
+              f"{made.key}): nothing more queued")
+    elif made.status == "scheduled":
+        print(f"broadcast #{made.id} scheduled for {_local(made.send_at)}")
+    else:
+        print(f"broadcast #{made.id}: {made.total} message(s) queued"
+              + (f", {made.held} held until the sending window opens" if made.held else ""))
+    print(f"follow it: votz broadcast status {made.id} --follow")
+    return 0
+
+
+def _progress_line(p: broadcasts.Progress) -> str:
+    return (f"#{p.id} {p.status}: {p.total} queued, {p.sent + p.delivered} sent "
+            f"({p.delivered} delivered), {p.failed} failed, {p.cancelled} cancelled, "
+            f"{p.remaining} remaining" + (f" ({p.held} held for the sending window)"
+                                           if p.held else ""))
+
+
+async def broadcast_status(args: argparse.Namespace) -> int:
+    async with _app(args) as app:
+        p = await broadcasts.progress(app.db, args.id, now=app.clock())
+        print(f"#{p.id} by {p.created_by}, {_local(p.created_at)}; "
+              f"{'sends' if p.status == 'scheduled' else 'sent'} {_local(p.send_at)}")
+        print(f"audience: {p.audience.describe()}")
+        print(f"text: {p.summary}")
+        if not args.follow or p.status in ("done", "cancelled"):
+            print(_progress_line(p))
+            return 0
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[detail]}"))
+        with Progress(*columns, transient=False) as bar:
+            task = bar.add_task(f"#{p.id}", total=p.total or None, detail="")
+            while True:
+                bar.update(task, total=p.total or None, completed=p.left + p.cancelled,
+                           detail=f"{p.delivered} delivered · {p.failed} failed · "
+                                  f"{p.remaining} remaining"
+                                  + (f" ({p.held} held)" if p.held else ""))
+                if p.status in ("done", "cancelled"):
+                    break
+                await asyncio.sleep(args.every)
+                p = await broadcasts.progress(app.db, args.id, now=app.clock())
+        print(_progress_line(p))
+    return 0
+
+
+async def broadcast_cancel(args: argparse.Namespace) -> int:
+    async with _app(args) as app:
+        p = await broadcasts.cancel(app.db, args.id, by=args.by or _who(), now=app.clock())
+    print(_progress_line(p))
+    if p.sending:
+        print(f"{p.sending} message(s) were already with the provider and may still arrive")
+    return 0
+
+
+async def broadcast_list(args: argparse.Namespace) -> int:
+    async with _app(args) as app:
+        found = await broadcasts.list_broadcasts(app.db, limit=args.limit, now=app.clock())
+    if not found:
+        print("no broadcasts yet")
+    for p in found:
+        print(f"#{p.id:<4} {p.status:9} {_local(p.send_at)}  {p.created_by:12} "
+              f"{p.left}/{p.total} sent  {p.audience.describe()}  «{p.summary}»")
     return 0
 
 
@@ -387,6 +621,54 @@ async def db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+async def doctor(args: argparse.Namespace) -> int:
+    from bot.staff.doctor import Level, examine
+
+    settings = _settings(args)
+    found = await examine(settings)
+    marks = {Level.OK: "ok  ", Level.WARN: "warn", Level.FAIL: "FAIL"}
+    for finding in found:
+        print(f"{marks[finding.level]}  {finding.what}: {finding.text}")
+    blocking = [f for f in found if f.level is Level.FAIL]
+    warned = [f for f in found if f.level is Level.WARN]
+    if blocking:
+        print(f"\n{len(blocking)} problem(s) to fix before going live"
+              + (f", {len(warned)} warning(s)" if warned else ""))
+        return 1
+    print("\nready to go live" + (f" ({len(warned)} warning(s) above)" if warned else ""))
+    return 0
+
+
+async def db_copy(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from bot.store.copy import copy_database
+
+    for url in (args.source, args.target):
+        _check_url(normalise_url(url))
+    source, target = normalise_url(args.source), normalise_url(args.target)
+    with Progress(TextColumn("{task.description:18}"), BarColumn(), MofNCompleteColumn()
+                  ) as bar:
+        tasks: dict[str, Any] = {}
+
+        def moved(table: str, done: int, total: int) -> None:
+            if table not in tasks:
+                tasks[table] = bar.add_task(table, total=total or 1)
+            bar.update(tasks[table], completed=done if total else 1)
+
+        copied = await copy_database(source, target, replace=args.replace, progress=moved)
+    different = [c for c in copied if not c.same]
+    for c in copied:
+        print(f"{c.table:18} {c.rows:>9} rows  {'same' if c.same else 'DIFFERENT'} "
+              f"checksum {c.source_checksum[:16]}")
+    if different:
+        print(f"error: {len(different)} table(s) differ after the copy", file=sys.stderr)
+        return 1
+    print(f"copied {sum(c.rows for c in copied)} rows from {masked_url(source)} to "
+          f"{masked_url(target)}: every table has the same rows and checksum")
+    return 0
+
+
 class _SendableChannels(Sequence[str]):
     """The channels Votz sends on (never the console), as argparse `choices`: asked for only
     when a value is checked or the help is shown (the channel modules take time to import)."""
@@ -461,7 +743,18 @@ def parser() -> argparse.ArgumentParser:
         if act is moderation.reject:
             x.add_argument("--reason", choices=list(moderation.REASONS),
                            help="what the author is told (default: not retained, no reason)")
+        x.add_argument("--by", help="who decides, for the log (default: your user name)")
         x.set_defaults(run=lambda a, act=act: proposals_moderate(a, act))
+    x = prop.add_parser("hide", help="take published proposals out of sight, also while "
+                                     "their vote is open (logged)")
+    x.add_argument("ids", nargs="+", help="proposal codes (P12 or 12)")
+    x.add_argument("--reason", required=True, choices=list(moderation.REASONS))
+    x.add_argument("--by", help="who decides, for the log (default: your user name)")
+    x.set_defaults(run=proposals_hide)
+    x = prop.add_parser("review", help="decide on waiting proposals one by one (reads stdin)")
+    x.add_argument("slug", nargs="?", help="one campaign's (default: every campaign's)")
+    x.add_argument("--by", help="who decides, for the log (default: your user name)")
+    x.set_defaults(run=proposals_review)
 
     rem = sub.add_parser("reminders", help="campaign announcements and reminders").add_subparsers(
         dest="action", required=True)
@@ -469,16 +762,43 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("slug")
     x.set_defaults(run=reminders_list)
 
-    b = sub.add_parser("broadcast", help="announce to participants (preview, then --send)")
-    b.add_argument("--text", required=True, help="the French text (the default for everyone)")
+    b = sub.add_parser("broadcast", help="announce to participants: preview, confirm, follow",
+                       description="votz broadcast --text … previews a broadcast and asks "
+                       "before queueing it; list, status ID and cancel ID follow them.")
+    b.add_argument("--text", help="the French text (the default for everyone)")
     b.add_argument("--text-en", help="the English text")
     b.add_argument("--text-oc", help="the Occitan text")
     b.add_argument("--campaign", help="only people eligible for this campaign (slug)")
+    b.add_argument("--not-voted", metavar="SLUG",
+                   help="only people eligible for this campaign who have not voted in it")
     b.add_argument("--channel", choices=_SendableChannels(), metavar="CHANNEL",
                    help="only this channel: %(choices)s (default: every one)")
-    b.add_argument("--key", help="idempotency key (default: derived from text and audience)")
-    b.add_argument("--send", action="store_true", help="queue it (default: preview only)")
+    b.add_argument("--departement", action="append", metavar="NN",
+                   help="only this département (repeat for several)")
+    b.add_argument("--age", action="append", metavar="BRACKET",
+                   help="only this age bracket, e.g. 18-25 (repeat for several)")
+    b.add_argument("--locale", action="append", choices=LOCALES,
+                   help="only people using this language (repeat for several)")
+    b.add_argument("--at", help="send at this time, Paris time: 18:30, 12/12 18:30, "
+                   "2026-12-12 18:30 (default: now)")
+    b.add_argument("--key", help="idempotency key (default: from text, audience, time and day)")
+    b.add_argument("--by", help="who sends it (default: your user name)")
+    b.add_argument("--yes", "--send", dest="yes", action="store_true",
+                   help="queue it without asking")
     b.set_defaults(run=broadcast)
+    bs = b.add_subparsers(dest="action")
+    x = bs.add_parser("list", help="the latest broadcasts and how far they got")
+    x.add_argument("--limit", type=int, default=20)
+    x.set_defaults(run=broadcast_list)
+    x = bs.add_parser("status", help="one broadcast's progress")
+    x.add_argument("id", type=int)
+    x.add_argument("--follow", action="store_true", help="a progress bar until it is done")
+    x.add_argument("--every", type=float, default=1.0, help=argparse.SUPPRESS)
+    x.set_defaults(run=broadcast_status)
+    x = bs.add_parser("cancel", help="stop a broadcast: what is still queued is not sent")
+    x.add_argument("id", type=int)
+    x.add_argument("--by", help="who cancels it (default: your user name)")
+    x.set_defaults(run=broadcast_cancel)
 
     r = sub.add_parser("results", help="tally a campaign")
     r.add_argument("slug")
@@ -517,14 +837,30 @@ def parser() -> argparse.ArgumentParser:
         s.add_parser("audit", help=f"encoding and segments of every {name.upper()} text"
                      ).set_defaults(run=channel_audit)
 
+    sub.add_parser("doctor", help="check the configuration before going live (exit 1: "
+                   "something blocks)").set_defaults(run=doctor)
+
     d = sub.add_parser("db", help="database").add_subparsers(dest="action", required=True)
     d.add_parser("upgrade", help="apply migrations").set_defaults(run=db_upgrade)
+    x = d.add_parser("copy", help="copy every table to another database (SQLite ⇄ PostgreSQL) "
+                     "and verify row counts and checksums")
+    x.add_argument("source", help="database URL to copy from (e.g. sqlite:///votz.db)")
+    x.add_argument("target", help="database URL to copy to (e.g. postgresql://votz@db/votz)")
+    x.add_argument("--replace", action="store_true",
+                   help="delete what the target holds first (default: refuse a non-empty one)")
+    x.set_defaults(run=db_copy)
     return p
 
 
+def _log_format() -> str:
+    try:
+        return Settings.from_env().log_format
+    except VotzError:
+        return "auto"  # the command itself reports the setting that is wrong
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logs.setup(_log_format())
     args = parser().parse_args(argv)
     try:
         outcome: Any = args.run(args)

@@ -25,6 +25,18 @@ def _read_dotenv(path: Path) -> dict[str, str]:
     return values
 
 
+PAID_BROADCAST_PER_SECOND = 1000.0  # Telegram's limit with paid broadcasts
+
+
+def _flag(key: str, raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"", "0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{key}={raw!r} is not a valid flag (1 or 0)")
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
     """Every VOTZ_* setting; the README lists them with their meaning."""
@@ -38,12 +50,16 @@ class Settings:
     telegram_api_url: str = ""
     telegram_messages_per_second: float = 30.0
     telegram_chat_interval: float = 1.0
+    # Telegram's paid broadcasts (allow_paid_broadcast, 0.1 Star a message): bulk messages
+    # leave at up to 1,000 a second (the default rate then, unless set); replies stay free.
+    telegram_paid_broadcast: bool = False
     twilio_account_sid: str = ""
     twilio_auth_token: str = ""
     twilio_from: str = ""
     twilio_messaging_service_sid: str = ""
     twilio_api_url: str = ""
     twilio_segments_per_second: float = 10.0
+    sms_price_per_segment: float = 0.08  # euros: the estimated cost shown before a broadcast
     staff_telegram_ids: str = ""
     campaigns_dir: str = ""
     privacy_url: str = "https://www.laregioncitoyenne.fr/votz/confidentialite"
@@ -62,6 +78,7 @@ class Settings:
     sending_holidays: str = "FR"  # public holidays of this country are closed days ("": none)
     reminder_grace_hours: float = 6.0  # an event missed while down is sent this late at most
     scheduler_seconds: float = 30.0  # how often the scheduler looks for due events
+    log_format: str = "auto"  # json, text, or auto: readable on a terminal, JSON elsewhere
 
     @property
     def instance_name(self) -> str:
@@ -95,13 +112,20 @@ class Settings:
                     values[field.name] = int(raw)
                 elif field.type == "float":
                     values[field.name] = float(raw)
+                elif field.type == "bool":
+                    values[field.name] = _flag(key, raw)
                 else:
                     values[field.name] = raw
             except ValueError:
                 raise ConfigError(f"{key}={raw!r} is not a valid {field.type}") from None
+        if values.get("telegram_paid_broadcast") and \
+                "telegram_messages_per_second" not in values:
+            values["telegram_messages_per_second"] = PAID_BROADCAST_PER_SECOND
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.telegram_mode not in {"polling", "webhook"}:
             raise ConfigError("VOTZ_TELEGRAM_MODE must be 'polling' or 'webhook'")
+        if settings.log_format not in ("auto", "json", "text"):
+            raise ConfigError("VOTZ_LOG_FORMAT must be 'auto', 'json' or 'text'")
         if settings.default_locale not in LOCALES:
             raise ConfigError(f"VOTZ_DEFAULT_LOCALE must be one of {', '.join(LOCALES)}")
         from bot.delivery.windows import windows_from_settings

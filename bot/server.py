@@ -5,7 +5,8 @@
              ─> web app (health, metrics, the channels' routes) under uvicorn
              ─> supervised loops: one dispatcher per channel, the channels' own loops
                 (Telegram polling), the scheduler (bot.scheduling: campaign events,
-                reminders, catalog refresh, under APScheduler)
+                reminders, catalog refresh, under APScheduler), and with Telegram the
+                staff chat's progress edits (bot.staff.chat)
 
 `Server.open` builds it (and closes it on leaving); `serve` runs it until SIGINT or SIGTERM,
 then stops taking work, lets the sends and updates under way finish (at most
@@ -21,7 +22,7 @@ import signal
 from collections.abc import AsyncIterator
 from datetime import datetime
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 
@@ -34,6 +35,9 @@ from bot.delivery.outbox import oldest_due
 from bot.scheduling.scheduler import Scheduler
 from bot.supervision import Supervisor
 from bot.web import create_web_app
+
+if TYPE_CHECKING:
+    from bot.staff.chat import StaffDesk
 
 log = logging.getLogger("votz.run")
 HEALTH_DB_SECONDS = 3.0  # a database that does not answer /healthz's query within this is down
@@ -48,6 +52,11 @@ class Server:
         self.supervisor = Supervisor(app.metrics)
         self.scheduler = Scheduler(app, windows=app.dispatcher.windows)
         self._started: list[Running] = []
+        self.staff: StaffDesk | None = None
+        if app.settings.telegram_token:  # the staff chat rides on the Telegram channel
+            from bot.staff.chat import attach
+
+            self.staff = attach(app, channels)
         routes = [route for running in channels.values() for route in running.routes]
         self.web: Starlette = create_web_app(app, routes, health=self.health,
                                              details=self.details)
@@ -115,6 +124,9 @@ class Server:
                 self.supervisor.start(name, loop)
 
         self.supervisor.start("scheduler", self.scheduler.run)
+        if self.staff is not None:
+            await self.staff.start()
+            self.supervisor.start("staff.progress", self.staff.follow)
 
     async def stop(self) -> None:
         """Updates being handled finish first (their replies are queued), then every loop

@@ -1,7 +1,7 @@
 """The one HTTP app (Starlette, served by uvicorn): health, metrics, and each channel's routes.
 
     GET  /healthz           liveness and database check
-    GET  /metrics           counters in the Prometheus text format
+    GET  /metrics           Prometheus metrics (bot/metrics.py)
     ...                     what each running channel serves (`Running.routes`):
                             POST /sms/inbound, POST /sms/status, POST /telegram/webhook
 """
@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from prometheus_client import CONTENT_TYPE_LATEST
+from sqlalchemy import Connection, select
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from bot.app import App
-from bot.delivery.outbox import count_by_status
+from bot.channels import registry
+from bot.delivery.outbox import count_by_status, oldest_due
 
 log = logging.getLogger("votz.web")
 
@@ -54,10 +57,17 @@ def create_web_app(app: App, routes: Sequence[BaseRoute] = (), *,
         return JSONResponse({"status": "ok", **extra})
 
     async def metrics_page(request: Request) -> Response:
-        lines = [f"votz_{name} {value}" for name, value in sorted(metrics.items())]
-        for status, n in sorted((await app.db.run(count_by_status)).items()):
-            lines.append(f'votz_outbox_messages{{status="{status}"}} {n}')
-        return PlainTextResponse("\n".join(lines) + "\n")
+        now = app.clock()
+        channels = registry.names()
+
+        def read(conn: Connection) -> tuple[dict[str, int], dict[str, datetime | None]]:
+            return count_by_status(conn), {
+                "reply": oldest_due(conn, channels, now),
+                "bulk": oldest_due(conn, channels, now, bulk=True)}
+
+        counts, oldest = await app.db.run(read)
+        metrics.outbox_state(counts, oldest, now)
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     web = Starlette(routes=[Route("/healthz", healthz), Route("/metrics", metrics_page),
                             *routes])

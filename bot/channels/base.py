@@ -65,6 +65,7 @@ class Reply:
     footer: str = ""  # after the choices, e.g. "SUITE : voir la suite (1/3)"
     turn: int = 0  # which turn of the conversation this is (buttons carry it back)
     ask_contact: str = ""  # a button label: ask the person to share their verified number
+    bulk: bool = False  # not an answer (a broadcast, a reminder): set by the outbox's claim
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +155,10 @@ class Host(Protocol):
     """What a running channel may use of the Votz process that hosts it."""
 
     i18n: I18n
-    metrics: Counter[str]
     clock: Callable[[], datetime]
+
+    @property
+    def metrics(self) -> Counter[str]: ...  # counters by name (bot/metrics.py exposes them)
 
     async def handle(self, inbound: Inbound) -> Accepted: ...
 

@@ -14,12 +14,13 @@ import hashlib
 import hmac
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
@@ -59,6 +60,7 @@ from bot.i18n import LOCALES, N_, I18n
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 CHANNEL = "telegram"
+FREE_PER_SECOND = 30.0  # Telegram's limit on messages that are not paid broadcasts
 MAX_TEXT = 4096
 ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 MAX_UPDATE_ATTEMPTS = 5  # an update failing this often while others pass is given up
@@ -83,11 +85,21 @@ def make_bot(settings: Settings) -> Bot:
     kwargs: dict[str, Any] = {}
     if base:
         kwargs = {"base_url": f"{base}/bot", "base_file_url": f"{base}/file/bot"}
-    # PTB's networking on aiohttp (its documented BaseRequest extension point), not httpx.
+    # PTB's networking on aiohttp (its documented BaseRequest extension point), not httpx;
+    # as many connections as the dispatcher has sends under way.
+    pool = max(8, sends_at_once(settings.telegram_messages_per_second,
+                                paid_broadcast=settings.telegram_paid_broadcast))
     return Bot(settings.telegram_token,
-               request=AiohttpRequest(connection_pool_size=8, read_timeout=15),
+               request=AiohttpRequest(connection_pool_size=pool, read_timeout=15),
                get_updates_request=AiohttpRequest(connection_pool_size=1, read_timeout=40),
                **kwargs)
+
+
+def sends_at_once(rate: float, *, paid_broadcast: bool) -> int:
+    """Sends under way at once the dispatcher needs to keep up with paid broadcasts (a
+    send and the write of its outcome take tens of milliseconds: 50 at 1,000/s); 0, the
+    dispatcher's default (4), otherwise. A crash may repeat that many sends."""
+    return min(64, math.ceil(rate * 0.05)) if paid_broadcast else 0
 
 
 def split_text(text: str, limit: int = MAX_TEXT) -> list[str]:
@@ -120,7 +132,10 @@ def keyboard(reply: Reply) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
 
 def button_data(turn: int, choice_id: str) -> str:
     """A button's callback data: `TURN:CHOICE_ID`, the turn of the message that showed it
-    (a press on an older message is stale) and the id of the option it chooses."""
+    (a press on an older message is stale) and the id of the option it chooses; a staff
+    button's is its id as it is (`staff:…`, never a participant's: theirs start with digits)."""
+    if str(choice_id).startswith(STAFF_PREFIX):
+        return str(choice_id)[:64]
     return f"{turn}:{choice_id}"[:64]
 
 
@@ -185,10 +200,17 @@ class TelegramSender:
     rate = 30.0  # messages per second overall, Telegram's broadcast limit
     per_chat_interval = 1.0  # seconds between two messages to one chat
 
-    def __init__(self, bot: Bot, *, rate: float = 30.0, per_chat_interval: float = 1.0) -> None:
+    def __init__(self, bot: Bot, *, rate: float = 30.0, per_chat_interval: float = 1.0,
+                 paid_broadcast: bool = False) -> None:
         self.bot = bot
         self.rate = rate
         self.per_chat_interval = per_chat_interval
+        # Bulk messages as paid broadcasts (up to 1,000 a second, billed in Stars); replies
+        # are never paid for.
+        self.paid_broadcast = paid_broadcast
+        self.concurrency = sends_at_once(rate, paid_broadcast=paid_broadcast)
+        # Messages sent without allow_paid_broadcast (replies) keep Telegram's free limit.
+        self.reply_rate = min(rate, FREE_PER_SECOND) if paid_broadcast else 0.0
         self._last: dict[str, float] = {}
 
     async def _pace(self, address: str) -> None:
@@ -205,6 +227,7 @@ class TelegramSender:
     async def send(self, address: str, reply: Reply) -> SendResult:
         parts = split_text(reply.text + (f"\n{reply.footer}" if reply.footer else ""))
         markup = keyboard(reply)
+        paid = True if self.paid_broadcast and reply.bulk else None  # None: not sent
         try:
             last = None
             for n, part in enumerate(parts):
@@ -212,7 +235,8 @@ class TelegramSender:
                 # Plain text (no parse_mode): what people wrote cannot break any formatting.
                 last = await self.bot.send_message(
                     chat_id=int(address), text=part,
-                    reply_markup=markup if n == len(parts) - 1 else None)
+                    reply_markup=markup if n == len(parts) - 1 else None,
+                    allow_paid_broadcast=paid)
         except RetryAfter as exc:
             wait = exc.retry_after
             seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
@@ -238,6 +262,16 @@ class TelegramSender:
 
 
 Handler = Callable[[Inbound], Awaitable[object]]
+STAFF_PREFIX = "staff:"  # the callback data of the staff chat's buttons
+
+
+class StaffDesk(Protocol):
+    """The staff chat (`bot.staff.chat`), asked first about every update."""
+
+    async def take(self, update: Update) -> bool:
+        """True when the update was the desk's: from a staff chat, or a staff command or
+        button from anyone else (refused). False: it goes to the participant flows."""
+        ...
 
 
 class TelegramReceiver:
@@ -257,6 +291,7 @@ class TelegramReceiver:
         self._acks: set[asyncio.Task[None]] = set()
         self._offset = 0
         self._failures: dict[int, int] = {}  # update id → failed handlings
+        self.staff: StaffDesk | None = None  # set by the server (bot.staff.chat.attach)
 
     async def start(self) -> None:
         """Publish the command menu; register the webhook, or remove it to poll."""
@@ -360,6 +395,15 @@ class TelegramReceiver:
 
     async def process(self, update: Update) -> bool:
         """Hand one update to the conversation; False when it could not be stored."""
+        if self.staff is not None:
+            # Staff chats never reach the participant flows, nor staff commands from others.
+            try:
+                if await self.staff.take(update):
+                    return True
+            except Exception as exc:
+                log.error("telegram.staff_update.not_stored update=%s error=%s",
+                          update.update_id, error_summary(exc))
+                return False
         inbound = to_inbound(update, received_at=self.clock())
         query = update.callback_query
         if query is not None:
@@ -453,7 +497,8 @@ def _configured(settings: Settings) -> bool:
 def _open(settings: Settings, host: Host) -> Running:
     bot = make_bot(settings)
     sender = TelegramSender(bot, rate=settings.telegram_messages_per_second,
-                            per_chat_interval=settings.telegram_chat_interval)
+                            per_chat_interval=settings.telegram_chat_interval,
+                            paid_broadcast=settings.telegram_paid_broadcast)
     receiver = TelegramReceiver(bot, settings, host.handle, host.i18n, host.clock)
     # Served in both modes: in polling mode nobody has the secret, so every call gets 403.
     routes = TelegramWebhook(receiver, host).routes()

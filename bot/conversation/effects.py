@@ -84,9 +84,17 @@ class DropDraft:
 
 
 @dataclass(frozen=True, slots=True)
+class ReportProposal:
+    """SIGNALER P12: the participant reports a published proposal (once); the store's
+    answer (`report`: counted, already, unavailable) picks the reply."""
+
+    proposal_id: int
+
+
+@dataclass(frozen=True, slots=True)
 class Erase:
     """Deletes the participant and their conversation; ballots stay, anonymised."""
 
 
 Effect = (SetLocale | GiveConsent | SetProfile | SetPhone | SetStatus | SetReminders | Follow
-          | SubmitProposal | CastBallot | StartBallot | DropDraft | Erase)
+          | SubmitProposal | CastBallot | StartBallot | DropDraft | ReportProposal | Erase)

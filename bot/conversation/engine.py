@@ -5,11 +5,14 @@ done leaves as `effects`. Order of handling for one message:
 
 1. a stopped participant hears nothing but the answer to START (or HELP);
 2. a new conversation starts onboarding;
-3. global keywords (MENU, AIDE, STOP, LANGUE, ANNULER, RAPPELS NON, VOTE 3 7 12) interrupt
-   any step: a keyword is the whole message, one word or a phrase; only VOTE takes codes after
-   it. ANNULER at a step that offers its own cancel choice is that choice;
+3. global keywords (MENU, AIDE, STOP, LANGUE, ANNULER, RAPPELS NON, VOTE 3 7 12,
+   SIGNALER P12) interrupt any step: a keyword is the whole message, one word or a phrase;
+   only VOTE and SIGNALER take codes after it. ANNULER at a step that offers its own cancel
+   choice is that choice;
 4. an idle conversation resumes at the menu with a short notice;
-5. otherwise the current step reads the input, runs its action and moves on.
+5. otherwise the current step reads the input, runs its action and moves on. An answer it
+   cannot read is asked again briefly ("Répondez 1 ou 2."), with AIDE from the second miss in
+   a row; the full message stays on screen above it.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class Context:
     proposal_counts: Mapping[int, int] = field(default_factory=dict)  # campaign id → count
     page_chars: int | None = None  # characters of options shown at once (SMS); None: all
     asks_contact: bool = False  # the channel can ask for a verified phone number (a button)
+    buttons: bool = False  # options are tapped (Telegram), not typed by number
     address: str = ""  # the phone number or account, shown in "my data"
 
 
@@ -70,7 +74,7 @@ class Decision:
     """The outcome of one message: new state (None: forget the conversation), what to say."""
 
     state: State | None
-    messages: tuple[Msg, ...]
+    messages: tuple[Msg | Pick, ...]
     options: tuple[Option, ...]
     locale: str
     effects: tuple[Effect, ...]
@@ -94,7 +98,7 @@ class Turn:
         self.data: dict[str, Any] = dict(state.data) if state else {}
         self.step = state.step if state else ""
         self.effects: list[Effect] = []
-        self.messages: list[Msg] = []
+        self.messages: list[Msg | Pick] = []
         self.options: tuple[Option, ...] = ()
         self.footer: Msg | None = None
         self.ask_contact = False
@@ -106,6 +110,9 @@ class Turn:
         self.previous_turn = int(state.data.get("_t", 0)) if state else 0
         self.turn_no = self.previous_turn + 1
         self.data.pop("_t", None)
+        # Answers not understood in a row at this step; any other turn starts again at 0.
+        self.missed = int(self.data.pop("_miss", 0))
+        self.keep_turn = False  # a reply without options: the numbers shown before still hold
 
     @property
     def t(self) -> Translator:
@@ -114,7 +121,7 @@ class Turn:
     def notice(self, key: str, /, **params: Any) -> None:
         self.messages.append(Msg(key, params))
 
-    def say(self, msg: Msg) -> None:
+    def say(self, msg: Msg | Pick) -> None:
         self.messages.append(msg)
 
     def effect(self, effect: Effect) -> None:
@@ -128,7 +135,8 @@ class Turn:
 
     def decision(self) -> Decision:
         data = dict(self.data)
-        if self.messages:
+        turn_no = self.previous_turn if self.keep_turn else self.turn_no
+        if self.messages and not self.keep_turn:
             data["_t"] = self.turn_no  # buttons of this reply carry it back
         elif self.previous_turn:
             data["_t"] = self.previous_turn
@@ -140,7 +148,7 @@ class Turn:
             locale=self.profile.locale,
             effects=tuple(self.effects),
             footer=self.footer,
-            turn=self.turn_no,
+            turn=turn_no,
             ask_contact=self.ask_contact,
         )
 
@@ -161,6 +169,7 @@ class Behaviour:
     vote_shortcut: Shortcut
     help: Callable[[Turn], object]
     reminders: Callable[[Turn, bool], object]  # RAPPELS NON / RAPPELS OUI
+    report: Callable[[Turn, list[str]], object]  # SIGNALER P12 (the codes typed after it)
 
 
 class Engine:
@@ -180,6 +189,9 @@ class Engine:
         if keyword is None and len(words) > 1 and self.flows.keywords.get(words[0]) == "vote" \
                 and self._reads_as_vote(state, words):
             keyword = "vote"
+        if keyword is None and len(words) > 1 and self.flows.keywords.get(words[0]) == "report" \
+                and all(_CODE.fullmatch(word) for word in words[1:]):
+            keyword = "report"  # "SIGNALER P12" is never an answer, not even free text
 
         if inbound.opt_out in ("STOP", "START"):
             # The provider already answered the person (Twilio Advanced Opt-Out): follow, quietly.
@@ -279,6 +291,9 @@ class Engine:
             self.enter(turn, turn.step)
         elif keyword == "language":
             self.enter(turn, "settings.language" if onboarded else "onboarding.language")
+        elif keyword == "report":  # consent is enough (checked there), as is the step
+            self.behaviour.report(turn, rest)
+            self.enter(turn, turn.step)
         elif not onboarded:
             turn.notice("onboarding.finish_first")
             self.enter(turn, turn.step)
@@ -310,7 +325,8 @@ class Engine:
             return tuple(self.behaviour.sources[step.source](turn))
         t = turn.t
         return tuple(
-            Option(id=c.id, key=str(i), label=t(c.label)) for i, c in enumerate(step.choices, 1)
+            Option(id=c.id, key=str(i), label=t(c.label), means=c.means)
+            for i, c in enumerate(step.choices, 1)
         )
 
     def enter(self, turn: Turn, ref: str) -> None:
@@ -363,6 +379,33 @@ class Engine:
         turn.footer = Msg(N_("common.more"), {"page": page + 1, "pages": len(pages)})
         return tuple(pages[page])
 
+    def reask(self, turn: Turn, step: Step, options: tuple[Option, ...]) -> None:
+        """A miss: ask again in one short line naming the numbers on screen (the full message
+        is still above it), offering AIDE from the second miss in a row at this step."""
+        turn.step = step.ref
+        turn.data["_miss"] = turn.missed + 1
+        turn.page = int(turn.data.get("_page", 0))
+        shown = self._page(turn, options)
+        if turn.ctx.buttons:  # buttons carry no number: show them again under the line
+            turn.notice(N_("common.reask_buttons_help") if turn.missed
+                        else N_("common.reask_buttons"))
+            turn.options = shown
+            return
+        turn.footer = None
+        turn.keep_turn = True
+        keys = [o.key for o in shown]
+        t = turn.t
+        if step.input == "many":
+            numbers = t("common.reask_several", first=keys[0], last=keys[-1])
+        elif len(keys) == 1:
+            numbers = keys[0]
+        elif len(keys) <= 4:
+            numbers = t("common.reask_or", some=", ".join(keys[:-1]), last=keys[-1])
+        else:
+            numbers = t("common.reask_range", first=keys[0], last=keys[-1])
+        turn.notice(N_("common.reask_help") if turn.missed else N_("common.reask"),
+                    numbers=numbers)
+
     def _target(self, step: Step, outcome: str) -> str:
         target = step.target(outcome)
         if target is None:
@@ -386,16 +429,13 @@ class Engine:
                     if unknown:
                         shown = ", ".join(unknown[:3]) + (" ..." if len(unknown) > 3 else "")
                         turn.notice("common.unknown_codes", codes=shown)
-                    else:
-                        turn.notice("common.not_understood")
-                    self.enter(turn, step.ref)
+                    self.reask(turn, step, options)
                     return
                 value = [o.id for o in found]
             else:
-                option = match_one(text, options, choice_id=choice)
+                option = match_one(text, options, choice_id=choice, answers=self.flows.answers)
                 if option is None:
-                    turn.notice("common.not_understood")
-                    self.enter(turn, step.ref)
+                    self.reask(turn, step, options)
                     return
                 value = [option.id] if step.input == "many" else option.id
         if step.action is None:
@@ -414,7 +454,8 @@ def render(decision: Decision, i18n: I18n, results: Mapping[str, Any]) -> str:
     """The text of a decision, with values the store produced (a proposal's code) filled in."""
     t = i18n[decision.locale]
     parts: list[str] = []
-    for msg in decision.messages:
+    for said in decision.messages:
+        msg = said if isinstance(said, Msg) else Msg(said.keys[results[said.name]], said.params)
         params = {k: results.get(v.name, "") if isinstance(v, Ref) else v
                   for k, v in msg.params.items()}
         parts.append(t.render(dataclasses.replace(msg, params=params)))
@@ -426,3 +467,13 @@ class Ref:
     """A message parameter the store fills in after applying effects."""
 
     name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pick:
+    """A message the store picks after applying effects: `keys[results[name]]`, where the
+    engine cannot know the answer (SIGNALER P12: counted, already reported, gone)."""
+
+    name: str
+    keys: Mapping[str, str]
+    params: Mapping[str, Any] = field(default_factory=dict)

@@ -4,27 +4,29 @@ A flow file names its steps; a step may say something (`say`, a catalog key), of
 (a static list or a `source`), read input (`one` choice, `many` choices, free `text`), run an
 `action`, and go `next` — to one step, or per outcome. A step without `say` is automatic: its
 action runs as soon as the conversation reaches it. Step references are `step` (same flow) or
-`flow.step`.
+`flow.step`. A choice may say it `means: yes` or `means: no`: then the yes/no words of
+`keywords.yaml` (`answers:` OUI, OK, d'accord, NON…) choose it too.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from bot.conversation.matching import fold
+from bot.conversation.matching import fold, squeeze
 from bot.errors import FlowError
 from bot.resources import resource_dir
 
 INPUTS = ("one", "many", "text", "contact")
+MEANINGS = ("yes", "no")
 ROOTS = ("onboarding.language", "main.menu")
 KEYWORDS = ("menu", "help", "stop", "start", "language", "cancel", "vote", "more",
-            "campaigns", "propose", "mydata", "reminders_off", "reminders_on")
+            "campaigns", "propose", "mydata", "reminders_off", "reminders_on", "report")
 KEYWORD_TARGETS = {"menu": "main.menu", "language": "settings.language", "vote": "vote.start",
                    "campaigns": "browse.list", "propose": "propose.start",
                    "mydata": "privacy.mydata"}
@@ -34,6 +36,7 @@ KEYWORD_TARGETS = {"menu": "main.menu", "language": "settings.language", "vote":
 class ChoiceDef:
     id: str
     label: str
+    means: str = ""  # "yes" / "no": the yes/no words choose it
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +75,7 @@ class Registry:
 class FlowSet:
     steps: Mapping[str, Step]
     keywords: Mapping[str, str]  # folded word or phrase (`rappels non`) → keyword name
+    answers: Mapping[str, str] = field(default_factory=dict)  # squeezed word → yes / no
 
     def __getitem__(self, ref: str) -> Step:
         return self.steps[ref]
@@ -103,10 +107,21 @@ def _parse_step(flow: str, name: str, raw: Any, file: str) -> Step:
             if not isinstance(item["id"], str):
                 raise FlowError(file, ref, f"choice id {item['id']!r} must be text "
                                 "(quote yes/no/on/off and numbers)")
-            items.append(ChoiceDef(str(item["id"]), str(item["label"])))
+            unknown_fields = set(item) - {"id", "label", "means"}
+            if unknown_fields:
+                raise FlowError(file, ref, f"unknown choice field {sorted(unknown_fields)[0]!r}")
+            means = item.get("means", "")
+            if means is True or means is False:  # YAML reads a bare yes / no as a boolean
+                means = "yes" if means else "no"
+            if means and means not in MEANINGS:
+                raise FlowError(file, ref, f"means must be yes or no, not {means!r}")
+            items.append(ChoiceDef(str(item["id"]), str(item["label"]), str(means)))
         ids = [c.id for c in items]
         if len(set(ids)) != len(ids):
             raise FlowError(file, ref, "two choices share an id")
+        meanings = [c.means for c in items if c.means]
+        if len(set(meanings)) != len(meanings):
+            raise FlowError(file, ref, "two choices mean the same (means: yes / no)")
         choices = tuple(items)
     elif raw_choices is not None:
         raise FlowError(file, ref, "choices: {source: NAME} or a list of {id, label}")
@@ -153,6 +168,7 @@ def load_flows(
     folder = folder or resource_dir("flows")
     steps: dict[str, Step] = {}
     keywords: dict[str, str] = {}
+    answers: dict[str, str] = {}
     files = sorted(folder.glob("*.yaml"))
     if not files:
         raise FlowError(str(folder), "(folder)", "no flow files")
@@ -171,6 +187,7 @@ def load_flows(
                     if folded in keywords and keywords[folded] != name:
                         raise FlowError(file, f"keywords.{name}", f"{word!r} is used twice")
                     keywords[folded] = name
+            answers = _parse_answers(file, (raw or {}).get("answers"))
             continue
         if not isinstance(raw, dict) or not isinstance(raw.get("flow"), str):
             raise FlowError(file, "(top)", "a flow file starts with `flow: NAME`")
@@ -189,11 +206,36 @@ def load_flows(
     if missing_keywords:
         raise FlowError(str(folder / "keywords.yaml"), "keywords",
                         f"missing {', '.join(sorted(missing_keywords))}")
+    clash = next((w for w in answers if w in {squeeze(k) for k in keywords}), None)
+    if clash is not None:
+        raise FlowError(str(folder / "keywords.yaml"), "answers",
+                        f"{clash!r} is a keyword, it cannot be an answer too")
 
     for step in steps.values():
         _check_step(step, steps, registry, has_translation)
     _check_reachable(steps)
-    return FlowSet(steps=steps, keywords=keywords)
+    return FlowSet(steps=steps, keywords=keywords, answers=answers)
+
+
+def _parse_answers(file: str, raw: Any) -> dict[str, str]:
+    """`answers: {yes: {fr: [OUI, OK]}, no: {fr: [NON]}}` → squeezed word → yes / no. Every
+    language's words are accepted in every language: none means yes in one and no in another."""
+    answers: dict[str, str] = {}
+    if raw is None:
+        return answers
+    if not isinstance(raw, dict):
+        raise FlowError(file, "answers", "answers: {yes: {LANG: [WORD…]}, no: {…}}")
+    for meaning, by_language in raw.items():
+        meaning = {True: "yes", False: "no"}.get(meaning, meaning)
+        if meaning not in MEANINGS or not isinstance(by_language, dict):
+            raise FlowError(file, f"answers.{meaning}", "answers: {yes: {LANG: [WORD…]}, no: …}")
+        for words in by_language.values():
+            for word in words:
+                key = squeeze(fold(str(word)))
+                if answers.get(key, meaning) != meaning:
+                    raise FlowError(file, f"answers.{meaning}", f"{word!r} means yes and no")
+                answers[key] = meaning
+    return answers
 
 
 def _check_step(

@@ -1,10 +1,16 @@
-"""Reading what people type: clean text, keywords, and choices by number, code or label."""
+"""Reading what people type: clean text, keywords, and choices by number, code or label.
+
+`match_one` tries, in order: the number or code shown; the label (without case or accents);
+a yes/no word for a choice that means yes or no (OUI, OK, d'accord…); a number inside an
+option's span (an age, `j'ai 16 ans`) or the span itself (`18-25`); the label with one letter
+off in words of 5 letters or more. A guess that fits two options is no match.
+"""
 
 from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 MAX_INPUT = 20_000  # characters read from one message; proposals have far lower limits
@@ -40,11 +46,66 @@ class Option:
     label: str
     codes: tuple[str, ...] = ()
     code: str = ""  # a public code shown before the label (a proposal's P12), if any
+    means: str = ""  # "yes" or "no" when the flow says this choice answers a yes/no question
+    span: tuple[int, int] | None = None  # numbers this option stands for (an age bracket)
+
+
+def squeeze(folded: str) -> str:
+    """A folded text without spaces, so `d'accord`, `d accord` and `daccord` read alike."""
+    return folded.replace(" ", "")
+
+
+# Words around a number that do not change it ("j'ai 16 ans", "I'm 16", "de 18 à 25 ans");
+# any other word ("moins de 15", "plus de 65") makes the guess too risky: no match.
+_AROUND_NUMBERS = frozenset({"j", "ai", "an", "ans", "i", "m", "im", "am", "year", "years",
+                             "old", "yo", "a", "de", "entre", "et", "to", "and", "from",
+                             "between", "age", "agee", "aged", "ieu", "soi", "n"})
+
+
+def _by_span(folded: str, options: Sequence[Option]) -> Option | None:
+    """`16`, `j'ai 16 ans`: the option whose span holds it; `18-25`, `18 25`: that span."""
+    words = folded.split()
+    if any(not w.isdigit() and w not in _AROUND_NUMBERS for w in words):
+        return None
+    numbers = [int(w) for w in words if w.isdigit() and len(w) <= 3]
+    if len(numbers) != sum(w.isdigit() for w in words):
+        return None
+    if len(numbers) == 1:
+        fits = [o for o in options if o.span and o.span[0] <= numbers[0] <= o.span[1]]
+    elif len(numbers) == 2:
+        fits = [o for o in options if o.span == (numbers[0], numbers[1])]
+    else:
+        return None
+    return fits[0] if len(fits) == 1 else None
+
+
+def near(typed: str, word: str) -> bool:
+    """One letter off (changed, missing, extra, or two swapped), in words of 5+ letters."""
+    if typed == word:
+        return True
+    if len(word) < 5 or abs(len(typed) - len(word)) > 1:
+        return False
+    i = 0
+    while i < min(len(typed), len(word)) and typed[i] == word[i]:
+        i += 1
+    a, b = typed[i:], word[i:]
+    return (a[1:] == b[1:] or a == b[1:] or a[1:] == b
+            or (len(a) > 1 and a[:2] == b[1::-1] and a[2:] == b[2:]))
+
+
+def _near_label(folded: str, label: str) -> bool:
+    typed, words = folded.split(), fold(label).split()
+    return len(typed) == len(words) and all(near(t, w) for t, w in zip(typed, words, strict=True))
 
 
 def match_one(
-    text: str, options: Sequence[Option], *, choice_id: str | None = None
+    text: str,
+    options: Sequence[Option],
+    *,
+    choice_id: str | None = None,
+    answers: Mapping[str, str] | None = None,
 ) -> Option | None:
+    """The option `text` names, or None; `answers` maps squeezed yes/no words to a meaning."""
     if choice_id is not None:
         return next((o for o in options if o.id == choice_id), None)
     folded = fold(text)
@@ -56,7 +117,16 @@ def match_one(
     for option in options:
         if folded == fold(option.label):
             return option
-    return None
+    meaning = (answers or {}).get(squeeze(folded))
+    if meaning:
+        meant = [o for o in options if o.means == meaning]
+        if len(meant) == 1:
+            return meant[0]
+    spanned = _by_span(folded, options)
+    if spanned is not None:
+        return spanned
+    close = [o for o in options if _near_label(folded, o.label)]
+    return close[0] if len(close) == 1 else None
 
 
 def match_many(text: str, options: Sequence[Option]) -> tuple[list[Option], list[str]]:

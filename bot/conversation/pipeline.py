@@ -5,14 +5,16 @@ Order, for every channel:
 2. in one database transaction (one thread hop on SQLite; under a burst, several people's
    messages share one commit, each in its own savepoint — `Database.run_grouped`):
    dedupe by provider id → identify the participant (locked FOR UPDATE on PostgreSQL)
-   → load conversation state → engine (pure) → persist state, domain writes and the reply
-   in the outbox;
+   → load conversation state → engine (pure) → a ballot being cast: are its campaign and
+   choices still as the catalog the engine saw? if not, reload the catalog and decide again
+   → persist state, domain writes and the reply in the outbox;
 3. wake the dispatcher.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from collections.abc import Callable
@@ -41,6 +43,7 @@ from bot.conversation.effects import (
     Erase,
     Follow,
     GiveConsent,
+    ReportProposal,
     SetLocale,
     SetPhone,
     SetProfile,
@@ -59,21 +62,26 @@ from bot.conversation.engine import (
 )
 from bot.delivery.outbox import queue_values
 from bot.domain.ballots import proposal_code
+from bot.domain.campaigns import Campaign
 from bot.domain.catalog import Catalog
 from bot.domain.participants import Profile, Status
 from bot.i18n import LOCALES, I18n
+from bot.staff.moderation import report
 from bot.store.compiled import Runner
 from bot.store.db import Database
 from bot.store.repo import (
     ProposalStatus,
+    campaign_from_json,
     erase_participant,
     insert_for,
+    load_catalog,
     proposal_title,
     set_participant_status,
 )
 from bot.store.tables import (
     ballot_drafts,
     ballots,
+    campaigns,
     conversations,
     follows,
     inbound_seen,
@@ -97,6 +105,7 @@ class Handled:
     duplicate: bool = False
     reply: Reply | None = None
     participant_id: int | None = None
+    hidden: tuple[int, ...] = ()  # proposals this message's report hid (SIGNALER P12)
 
 
 class Statements:
@@ -191,6 +200,12 @@ class Statements:
             departement=b("new_departement"), participant_id=b("new_pid"),
             voter=b("new_voter"), updated_at=b("new_now"))
         self.cast_drop = delete(ballots).where(ballots.c.id == b("ballot_id"))
+        # A ballot being cast: are its campaign and its choices still as the catalog says?
+        # (One choice at a time: an expanding IN is compiled again at every execution.)
+        self.campaign_definition = select(campaigns.c.definition).where(
+            campaigns.c.id == b("campaign_id"))
+        self.chosen = select(proposals.c.campaign_id, proposals.c.status, proposals.c.cost
+                             ).where(proposals.c.id == b("proposal_id"))
         self.someone = select(participants.c.id, participants.c.channel,
                               participants.c.address, participants.c.locale,
                               participants.c.status).where(participants.c.id == b("pid"))
@@ -201,7 +216,10 @@ class Statements:
         # Run on every message: compiled once and, on SQLite, executed on the driver.
         self.hot = Runner(conn, {"seen": self.seen, "person": self.person,
                                  "mine": self.mine,
-                                 "save_state": self.save_state, "queue": self.queue})
+                                 "save_state": self.save_state, "queue": self.queue,
+                                 # and on every ballot cast
+                                 "campaign_definition": self.campaign_definition,
+                                 "chosen": self.chosen})
 
 
 class _Turnstile:
@@ -237,6 +255,11 @@ class Pipeline:
         self.on_queued = on_queued
         self._locks: dict[tuple[str, str], _Turnstile] = {}
         self._statements: dict[str, Statements] = {}
+        # Campaign id → (stored definition, the catalog's campaign found equal to it).
+        self._confirmed: dict[int, tuple[str, Campaign]] = {}
+        # Called in the transaction that stores a new proposal (its id): the staff chat
+        # queues it to the moderators (`bot.staff.chat`, wired by the server).
+        self.on_proposal: Callable[[Connection, int, datetime], object] | None = None
 
     def statements(self, conn: Connection) -> Statements:
         found = self._statements.get(conn.dialect.name)
@@ -257,6 +280,8 @@ class Pipeline:
             turnstile.users -= 1
             if turnstile.users == 0:  # nobody holds or waits for it: forget it
                 self._locks.pop(key, None)
+        if handled.hidden:  # committed: out of sight now, not at the next catalog reload
+            self.catalog = self.catalog.without(handled.hidden)
         if handled.reply is not None and self.on_queued is not None:
             self.on_queued()
         return handled
@@ -312,13 +337,17 @@ class Pipeline:
                       i18n=self.i18n, ballots=ballots_by_campaign, proposal_counts=counts,
                       following=following,
                       page_chars=can.page_chars, asks_contact=can.asks_contact,
+                      buttons=can.buttons,
                       address=inbound.address)
-        try:
-            decision = self.engine.advance(state, inbound, ctx)
-        except Exception:
-            # Never a dead end: a bug or a stale state must not leave someone stuck.
-            log.exception("conversation.engine_error step=%s", state.step if state else None)
-            decision = self.engine.recover(state, ctx)
+        decision = self._decide(state, inbound, ctx)
+        if any(not self._still_valid(conn, sql, e) for e in decision.effects
+               if isinstance(e, CastBallot)):
+            # The ballot was checked against this process's catalog, which another process
+            # (a campaign reloaded, a proposal hidden) may have outdated: decide again on what
+            # is stored now, in this transaction.
+            log.info("conversation.catalog_stale participant=%s", profile.id)
+            self.catalog = load_catalog(conn, now)
+            decision = self._decide(state, inbound, dataclasses.replace(ctx, catalog=self.catalog))
 
         results = self._apply(conn, sql, decision, profile, now)
         erased = any(isinstance(e, Erase) for e in decision.effects)
@@ -326,8 +355,9 @@ class Pipeline:
             hot.execute(conn, "save_state", {
                 "pid": profile.id, "step": decision.state.step, "now": now,
                 "data": json.dumps(dict(decision.state.data), ensure_ascii=False)})
+        hidden = tuple(results.get("hidden", ()))
         if decision.silent:
-            return Handled(participant_id=profile.id)
+            return Handled(participant_id=profile.id, hidden=hidden)
         t = self.i18n[decision.locale]
         footer = t.render(decision.footer) if decision.footer else ""
         reply = Reply(
@@ -345,7 +375,36 @@ class Pipeline:
             # The engine answers a stopped person only what they asked (STOP's confirmation,
             # START, HELP): that answer leaves although they are stopped.
             unconditional=status is not Status.ACTIVE))
-        return Handled(reply=reply, participant_id=None if erased else profile.id)
+        return Handled(reply=reply, participant_id=None if erased else profile.id,
+                       hidden=hidden)
+
+    def _decide(self, state: State | None, inbound: Inbound, ctx: Context) -> Decision:
+        try:
+            return self.engine.advance(state, inbound, ctx)
+        except Exception:
+            # Never a dead end: a bug or a stale state must not leave someone stuck.
+            log.exception("conversation.engine_error step=%s", state.step if state else None)
+            return self.engine.recover(state, ctx)
+
+    def _still_valid(self, conn: Connection, sql: Statements, ballot: CastBallot) -> bool:
+        """Whether what the engine checked `ballot` against (the campaign, the chosen
+        proposals) is still what is stored."""
+        shown = self.catalog.by_id(ballot.campaign_id)
+        row = sql.hot.first(conn, "campaign_definition", {"campaign_id": ballot.campaign_id})
+        if shown is None or row is None:
+            return False
+        if self._confirmed.get(ballot.campaign_id) != (row.definition, shown):
+            if campaign_from_json(row.definition, ballot.campaign_id) != shown:
+                return False
+            self._confirmed[ballot.campaign_id] = (row.definition, shown)
+        for choice in ballot.choices:
+            proposal = self.catalog.proposals.get(choice)
+            stored = sql.hot.first(conn, "chosen", {"proposal_id": choice})
+            if proposal is None or stored is None or (
+                    stored.campaign_id, stored.status, stored.cost) != (
+                    proposal.campaign_id, ProposalStatus.PUBLISHED, proposal.cost):
+                return False
+        return True
 
     def _apply(self, conn: Connection, sql: Statements, decision: Decision, profile: Profile,
                now: datetime) -> dict[str, Any]:
@@ -381,8 +440,15 @@ class Pipeline:
                         "campaign_id": campaign_id, "pid": profile.id,
                         "title": proposal_title(text), "now": now}).scalar_one()
                     results["proposal_code"] = proposal_code(new_id)
+                    if self.on_proposal is not None:
+                        self.on_proposal(conn, new_id, now)
                 case CastBallot() as b:
                     self._cast(conn, sql, b, profile, now)
+                case ReportProposal(proposal_id=proposal_id):
+                    reported = report(conn, profile.id, proposal_id, now)
+                    results["report"] = reported.outcome
+                    if reported.hidden:
+                        results.setdefault("hidden", []).append(proposal_id)
                 case Erase():
                     erase_participant(conn, profile.id, now)
                     return results

@@ -9,6 +9,10 @@ Guarantees, and why:
   a row is claimed only when no older row to the same address is queued or sending.
 - A slow or failing provider slows only its own channel: each channel has its own loop,
   claims, concurrency and rate.
+- Every process on one database shares each channel's rate (bot/delivery/ratelimit.py): two
+  `votz run` together stay under the provider's limit; a 429 with retry_after pauses the
+  channel in each of them. Replies take the next slot before bulk messages, and are claimed
+  as soon as they are queued, even while a bulk backlog drains.
 - A crash re-sends at most what was in flight: each send is recorded as it completes; on
   start a process releases the claims it held before (they are known by its instance name);
   another process's claims come back after a lease.
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -52,13 +57,18 @@ from bot.delivery.outbox import (
     mark_retry,
     release_claims,
 )
-from bot.delivery.ratelimit import TokenBucket
+from bot.delivery.ratelimit import Budget, shared_budget
 from bot.delivery.windows import ALWAYS, Window, Windows
 from bot.store.db import Database
 from bot.store.repo import set_participant_status
 
 log = logging.getLogger("votz.dispatcher")
 CANCEL_EVERY = 30.0  # seconds between two sweeps of rows left for people who stopped
+# A fast channel (1,000 messages a second) needs more rows claimed at once than a slow one:
+# at least its rate's worth of this many seconds. (More sends under way, which a crash may
+# repeat, only when its sender asks for them: `concurrency`.)
+CLAIM_SECONDS = 0.25
+MOST_CLAIMED = 500
 Record = Callable[[Connection], object]
 Outcome = Sent | Record  # what to write about one send: most often, that it was sent
 
@@ -83,17 +93,28 @@ class ChannelDispatcher:
         self.sender = sender
         self.clock = clock
         self.instance = instance
-        self.concurrency = concurrency
-        self.batch = max(batch, concurrency)
+        rate = float(sender.rate)
+        # A sender may ask for more sends at once than the default (Telegram's paid
+        # broadcasts: 1,000 a second, each send and its record taking tens of ms).
+        self.concurrency = max(concurrency, int(getattr(sender, "concurrency", 0)))
+        self.batch = max(batch, self.concurrency,
+                         min(MOST_CLAIMED, math.ceil(rate * CLAIM_SECONDS)))
         self.idle = idle
         self.wakeup = asyncio.Event()
-        self.bucket = TokenBucket(float(sender.rate)) if sender.rate else None
+        self._backlog: deque[OutboxItem] = deque()  # claimed, not yet being sent
+        self.budget: Budget | None = shared_budget(
+            db, channel, rate, backlog=lambda: len(self._backlog)) if rate else None
+        # Replies may have a lower limit of their own (Telegram: 30/s for messages that are
+        # not paid broadcasts), shared by every process too.
+        reply_rate = float(getattr(sender, "reply_rate", 0.0))
+        self.reply_budget: Budget | None = shared_budget(
+            db, f"{channel}:replies", reply_rate) if reply_rate else None
         self._unrecorded: list[Outcome] = []  # outcomes the database refused: written later
         self._pending: list[tuple[Outcome, asyncio.Future[None]]] = []  # to write next
         self._writer: asyncio.Task[None] | None = None
         self._next_sweep = 0.0
 
-    async def _claim(self, limit: int) -> list[OutboxItem]:
+    async def _claim(self, limit: int, *, replies_only: bool = False) -> list[OutboxItem]:
         now = self.clock()
         sweep = time.monotonic() >= self._next_sweep
         if sweep:
@@ -103,7 +124,7 @@ class ChannelDispatcher:
             if sweep:
                 cancel_stopped(conn, self.channel, now)
             return claim(conn, self.channel, self.instance, now, limit=limit,
-                         bulk_ok=self.window.allows(now))
+                         bulk_ok=not replies_only and self.window.allows(now))
 
         return await self.db.run(claim_due)
 
@@ -129,7 +150,7 @@ class ChannelDispatcher:
         at a time; a row claimed and not yet started is not in flight: if the process stops
         or dies, it is given back and sent once.
         """
-        backlog: deque[OutboxItem] = deque()
+        backlog = self._backlog = deque()
         in_flight: set[asyncio.Task[None]] = set()
         stop_wait = asyncio.create_task(stopping.wait())
         woken = more = True
@@ -137,21 +158,31 @@ class ChannelDispatcher:
             while not stopping.is_set():
                 await self._flush_unrecorded()
                 held = len(backlog) + len(in_flight)
+                low = held < self.batch and len(backlog) < self.concurrency
+                reply_waiting = bool(backlog) and not backlog[0].reply.bulk
                 # Claim when the backlog runs low, if new rows came (a wake-up, or the idle
                 # timeout for retries) or the last claim left some behind: one claim per
                 # batch, not one per message.
-                if held < self.batch and len(backlog) < self.concurrency and (woken or more):
+                if low and (woken or more):
                     self.wakeup.clear()
                     claimed = await self._claim(self.batch - held)
                     more = len(claimed) == self.batch - held
-                    backlog.extend(claimed)
+                    _line_up(backlog, claimed)
+                elif woken and not reply_waiting:
+                    # New rows while a bulk backlog drains (at 30/s a batch lasts most of a
+                    # second): the replies among them go ahead of it, now.
+                    self.wakeup.clear()
+                    _line_up(backlog, await self._claim(self.concurrency, replies_only=True))
                 while backlog and len(in_flight) < self.concurrency:
                     in_flight.add(asyncio.create_task(self._send_and_record(backlog.popleft())))
                 # A finished send makes room; a wake-up means new rows (only worth waking for
-                # when the next turn would claim them); idle: retries come due.
+                # when the next turn would claim them, or replies could jump the backlog);
+                # idle: retries come due.
                 waiting: set[asyncio.Task[Any]] = {stop_wait, *in_flight}
                 wake = None
-                if len(backlog) + len(in_flight) < self.batch and len(backlog) < self.concurrency:
+                low = len(backlog) + len(in_flight) < self.batch and \
+                    len(backlog) < self.concurrency
+                if low or not (backlog and not backlog[0].reply.bulk):
                     wake = asyncio.create_task(self.wakeup.wait())
                     waiting.add(wake)
                 try:
@@ -229,13 +260,21 @@ class ChannelDispatcher:
 
     async def _deliver(self, item: OutboxItem) -> Outcome:
         """Send one message; return what to write about it."""
-        if self.bucket is not None:
-            await self.bucket.take(self.sender.cost(item.reply))
+        units = self.sender.cost(item.reply)
+        if self.budget is not None:  # a reply takes the next slot, before bulk messages
+            await self.budget.take(units, urgent=not item.reply.bulk)
+        if self.reply_budget is not None and not item.reply.bulk:
+            # The narrower limit last: its slot is when the reply leaves, so its spacing holds.
+            await self.reply_budget.take(units, urgent=True)
         try:
             result = await self.sender.send(item.address, item.reply)
         except TransientSendError as exc:
             reason, retry_after = exc.reason, exc.retry_after
             log.warning("outbox.retry id=%s reason=%s", item.id, mask_address(reason))
+            if retry_after is not None and self.budget is not None:
+                # The provider's limit applies to the account (Telegram: the bot), not to
+                # this message: the whole channel waits, in every process.
+                await self.budget.pause(retry_after)
             return lambda conn: mark_retry(conn, item, reason, self.clock(), retry_after)
         except PermanentSendError as exc:
             reason, status = exc.reason, exc.participant_status
@@ -257,6 +296,20 @@ class ChannelDispatcher:
             log.exception("outbox.sender_error id=%s", item.id)
             return lambda conn: mark_failed(conn, item.id, reason, self.clock())
         return Sent(item.id, result.provider_id, self.clock())
+
+
+def _line_up(backlog: deque[OutboxItem], items: list[OutboxItem]) -> None:
+    """Claimed rows join the backlog: replies behind the replies already waiting at its
+    front, bulk messages at its end."""
+    at = 0
+    while at < len(backlog) and not backlog[at].reply.bulk:
+        at += 1
+    for item in items:
+        if item.reply.bulk:
+            backlog.append(item)
+        else:
+            backlog.insert(at, item)
+            at += 1
 
 
 class Dispatcher:

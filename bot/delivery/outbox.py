@@ -5,7 +5,8 @@
        │  │              ├──transient (429, 5xx, timeout): again later, with backoff
        └──┼──────────────┤  released: the claiming process stopped or died before sending
           │              └──permanent / too many attempts / outcome unknown──> failed
-          └──the person stopped (STOP, blocked, opted out) before it left──> failed
+          ├──the person stopped (STOP, blocked, opted out) before it left──> failed
+          └──staff cancelled its broadcast before it left──> cancelled
 
 A row is claimed by one process (`claimed_by`, its instance name) and recorded as soon as
 its send ends; a process releases its own claims when it starts again, another takes them
@@ -52,6 +53,7 @@ class OutboxStatus(StrEnum):
     SENT = "sent"
     DELIVERED = "delivered"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +74,13 @@ def encode_choices(choices: Sequence[ReplyChoice], footer: str = "", turn: int =
                        "turn": turn, "contact": ask_contact}, ensure_ascii=False)
 
 
-def decode_reply(text: str, body: str) -> Reply:
+def decode_reply(text: str, body: str, *, bulk: bool = False) -> Reply:
     raw = json.loads(text)
     if isinstance(raw, list):  # rows queued before footers existed
         raw = {"choices": raw, "footer": ""}
     choices = tuple(ReplyChoice(*choice) for choice in raw["choices"])
-    return Reply(body, choices, raw["footer"], raw.get("turn", 0), raw.get("contact", ""))
+    return Reply(body, choices, raw["footer"], raw.get("turn", 0), raw.get("contact", ""),
+                 bulk=bool(bulk))
 
 
 def queue_values(
@@ -176,7 +179,7 @@ def _claim_statement(due: Select[tuple[int]]) -> Any:
         .values(status=_SENDING, attempts=outbox.c.attempts + 1,
                 claimed_by=bindparam("claimer"), updated_at=bindparam("now"))
         .returning(outbox.c.id, outbox.c.participant_id, outbox.c.channel, outbox.c.address,
-                   outbox.c.text, outbox.c.choices, outbox.c.attempts)
+                   outbox.c.text, outbox.c.choices, outbox.c.attempts, outbox.c.bulk)
     )
 
 
@@ -204,7 +207,7 @@ def claim(conn: Connection, channel: str, instance: str, now: datetime, *, limit
                              {**params, "limit": limit - len(rows)}).all()
     items = [
         OutboxItem(r.id, r.participant_id, r.channel, r.address,
-                   decode_reply(r.choices, r.text), r.attempts)
+                   decode_reply(r.choices, r.text, bulk=r.bulk), r.attempts)
         for r in rows
     ]
     items.sort(key=lambda item: item.id)
@@ -325,5 +328,6 @@ def oldest_due(conn: Connection, channels: Sequence[str], now: datetime, *,
     found: datetime | None = conn.execute(
         select(func.min(outbox.c.next_attempt_at)).where(
             outbox.c.status.in_((_QUEUED, _SENDING)), outbox.c.channel.in_(list(channels)),
-            outbox.c.bulk == false(), outbox.c.next_attempt_at <= now)).scalar()
+            outbox.c.bulk == (true() if bulk else false()),
+            outbox.c.next_attempt_at <= now)).scalar()
     return found

@@ -1,39 +1,360 @@
-"""A token bucket per channel: providers bill and throttle per message segment."""
+"""A channel's send budget, shared by every process sending on one database.
+
+Providers limit a bot or an account, not a process: two `votz run` on one PostgreSQL
+database must together stay under Telegram's 30 messages a second. The budget is a token
+bucket kept in the channel's `send_budgets` row, in its "virtual scheduling" form (GCRA):
+the row holds the bucket's level (`tokens`) at `updated_at`, and the level may fall below
+zero — slots already handed out for the instants to come.
+
+    reserve: one short transaction on the channel's row (locked on PostgreSQL; SQLite has
+      │      one writer anyway): at most `AHEAD` seconds of slots, as many as are waiting
+      └─> slots: instants 1/rate apart, the same sequence whichever process holds them
+            └─> this process hands them out one unit per slot at its instant,
+                replies first, then bulk messages, each class in order of arrival
+
+Bound. Slots are 1/rate apart whoever holds them, rate being `PACE` (99 %) of the
+provider's limit: 1 % of a second is the jitter (the network's, a busy machine's) a strict
+provider may see without counting one message too many in a second. An idle bucket holds
+`BURST`, one unit. One process never sends two units closer than 1/rate less `TOLERANCE`
+(time it lost, busy or not scheduled, is not caught up), so a window of T seconds holds at
+most floor(rate·(T + TOLERANCE)) + 1 of its units: never more than the limit in any second
+(30 at 30/s, 995 at 1,000/s). Several processes: each unit goes within `LATE` after its
+slot, and slots are instants of the wall clock, read while the row is locked: processes on
+one machine share it, machines agree on it to within ε (NTP keeps servers within a few
+milliseconds; a machine whose clock runs ahead by more may go over the limit by that much),
+so at most floor(rate·(T + LATE + ε)) + 1: one unit above the limit in some second at worst
+(31 at 30/s, 1,001 at 1,000/s), never above it over any window of 2 s or more. (The
+database's own clock would spare that assumption, but a process can only map it onto its own
+to within a round trip, and a busy database makes those tens of milliseconds: measured, 32 ms
+between two processes while the database counted a 500,000-row broadcast.)
+
+Latency. A reservation asks for the units waiting and lined up in this process, at most
+`AHEAD` (a quarter of a second) ahead of the last slot anyone holds: a steady drain costs
+one short transaction per process every eighth of a second. A reply takes the next slot
+this process holds, before any bulk message; it waits behind another process's slots at
+most `AHEAD`. A provider's 429 with `retry_after` (Telegram's applies to the whole bot)
+pauses the channel in every process: the row's level is pushed back so that no slot falls
+before the pause ends; another process may still use the few slots it held (at most
+AHEAD/2 of them, and one).
+
+`LocalLevel` keeps the same bucket in memory, for one process alone (tests and benches).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
+import logging
+import math
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sqlalchemy import Connection, select, update
+
+from bot.store.db import Database
+from bot.store.repo import insert_for
+from bot.store.tables import send_budgets
+
+log = logging.getLogger("votz.ratelimit")
+
+BURST = 1.0  # units an idle channel may send at once: one, so an idle channel never bursts
+AHEAD = 0.25  # seconds of slots one reservation may reach ahead of now (all processes)
+LATE = 0.01  # seconds after its instant a slot may still be used; later, it is dropped
+# A process hands its slots out no closer than 1/rate apart, give or take this much (a busy
+# event loop's turn: at 1,000/s, 2 ms instead of 5 cost a fifth of the pace): its own sends
+# never bunch up, whatever the mapping of the database's clock onto its own, and time it
+# lost (busy, or not scheduled) is not caught up.
+TOLERANCE = 0.005
+PACE = 0.99  # the long-run pace, as a share of the provider's limit (jitter's margin)
+_LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)  # a new row: the bucket is full
 
 
-class TokenBucket:
-    """Allows `rate` units per second on average, bursts up to `burst` units."""
+# --- the bucket, pure -----------------------------------------------------------------------
 
-    def __init__(self, rate: float, *, burst: float | None = None,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """The bucket at instant `at` (seconds): `tokens` units may go at once; below zero,
+    that many slots are already handed out ahead of `at`."""
+
+    tokens: float
+    at: float
+
+
+def grant(level: Level, *, want: int, now: float, rate: float, burst: float = BURST,
+          ahead: float = AHEAD) -> tuple[Level, list[float]]:
+    """Slots for up to `want` units (at least one): seconds from `now`, 1/rate apart, none
+    further than `ahead` but the first; and the bucket's level after them."""
+    start = max(now, level.at)  # another clock ran ahead: never refill backwards
+    tokens = min(burst, level.tokens + (start - level.at) * rate)
+    count = max(1, min(want, math.floor(tokens + ahead * rate + 1e-9)))
+    slots = [start - now + max(0.0, (n - tokens) / rate) for n in range(1, count + 1)]
+    return Level(tokens - count, start), slots
+
+
+def paused(level: Level, *, seconds: float, now: float, rate: float,
+           burst: float = BURST) -> Level:
+    """The level after a provider asked to wait `seconds`: the next slot is no sooner."""
+    start = max(now, level.at)
+    tokens = min(burst, level.tokens + (start - level.at) * rate)
+    return Level(min(tokens, 1.0 - seconds * rate), start)
+
+
+# --- where the level lives ----------------------------------------------------------------
+
+
+class LevelStore(Protocol):
+    """Keeps one channel's level; hands out slots and applies pauses.
+
+    `reserve` returns its `clock` at the reservation and the slots, in seconds after it.
+    """
+
+    clock: Callable[[], float]
+
+    async def reserve(self, want: int, *, lead: float = 0.0) -> tuple[float, list[float]]:
+        ...
+
+    async def pause(self, seconds: float) -> None: ...
+
+
+class LocalLevel:
+    """The bucket in this process's memory: for a process that sends alone."""
+
+    def __init__(self, rate: float, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.rate = rate
-        self.capacity = burst if burst is not None else max(rate, 1.0)
-        self.tokens = self.capacity
-        self.monotonic = monotonic
-        self.updated = monotonic()
-        self._lock = asyncio.Lock()
+        self.clock = clock
+        self.level = Level(BURST, clock())
 
-    def _refill(self) -> None:
-        now = self.monotonic()
-        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-        self.updated = now
+    async def reserve(self, want: int, *, lead: float = 0.0) -> tuple[float, list[float]]:
+        now = self.clock()
+        self.level, slots = grant(self.level, want=want, now=now + lead, rate=self.rate)
+        return now, [lead + slot for slot in slots]
 
-    def wait_time(self, units: float) -> float:
-        """Seconds to wait before `units` may go (0 when they may go now)."""
-        self._refill()
-        needed = min(units, self.capacity) - self.tokens
-        return 0.0 if needed <= 0 else needed / self.rate
+    async def pause(self, seconds: float) -> None:
+        self.level = paused(self.level, seconds=seconds, now=self.clock(), rate=self.rate)
 
-    async def take(self, units: float) -> None:
-        async with self._lock:
-            delay = self.wait_time(units)
-            if delay > 0:
-                await asyncio.sleep(delay)
-                self._refill()
-            self.tokens -= min(units, self.capacity)
+
+def _locked_level(conn: Connection, channel: str) -> tuple[Level, float]:
+    """The channel's level, its row locked until the transaction ends, and the wall clock
+    once the lock is held (a wait for it is not counted as refill)."""
+    postgres = conn.dialect.name == "postgresql"
+    query = select(send_budgets.c.tokens, send_budgets.c.updated_at).where(
+        send_budgets.c.channel == channel)
+    if postgres:
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    if row is None:
+        conn.execute(insert_for(conn, send_budgets).values(
+            channel=channel, tokens=BURST, updated_at=_LONG_AGO).on_conflict_do_nothing())
+        row = conn.execute(query).one()
+    return Level(float(row.tokens), row.updated_at.timestamp()), time.time()
+
+
+def _store(conn: Connection, channel: str, level: Level) -> None:
+    conn.execute(update(send_budgets).where(send_budgets.c.channel == channel).values(
+        tokens=level.tokens, updated_at=datetime.fromtimestamp(level.at, UTC)))
+
+
+def reserve_slots(conn: Connection, channel: str, *, want: int, rate: float,
+                  lead: float = 0.0) -> tuple[float, list[float]]:
+    """Up to `want` slots of `channel` (at least one), none sooner than `lead` seconds from
+    now (the time the answer takes to reach the process): the database's clock now, and
+    the slots in seconds after it."""
+    level, now = _locked_level(conn, channel)
+    level, slots = grant(level, want=want, now=now + lead, rate=rate)
+    _store(conn, channel, level)
+    return now, [lead + slot for slot in slots]
+
+
+def pause_channel(conn: Connection, channel: str, *, seconds: float, rate: float) -> None:
+    """No slot of `channel` before `seconds` from now, in any process."""
+    level, now = _locked_level(conn, channel)
+    _store(conn, channel, paused(level, seconds=seconds, now=now, rate=rate))
+
+
+class SharedLevel:
+    """The bucket in the channel's `send_budgets` row: shared by every process on `db`."""
+
+    clock = staticmethod(time.time)
+
+    def __init__(self, db: Database, channel: str, rate: float) -> None:
+        self.db = db
+        self.channel = channel
+        self.rate = rate
+
+    async def reserve(self, want: int, *, lead: float = 0.0) -> tuple[float, list[float]]:
+        return await self.db.run(lambda conn: reserve_slots(
+            conn, self.channel, want=want, rate=self.rate, lead=lead))
+
+    async def pause(self, seconds: float) -> None:
+        await self.db.run(lambda conn: pause_channel(
+            conn, self.channel, seconds=seconds, rate=self.rate))
+
+
+# --- handing slots out in this process ------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Waiter:
+    units: int  # still to get
+    done: asyncio.Future[None]
+
+
+class Budget:
+    """One channel's pace in this process: each unit waits for a slot of the shared
+    bucket; a reply gets the next slot before any bulk message.
+
+    `backlog()` says how many more units this process has lined up (claimed, not yet
+    waiting): a reservation takes slots for them too, up to `AHEAD` seconds' worth, so a
+    steady drain costs one short transaction per process every eighth of a second or so.
+    """
+
+    def __init__(self, store: LevelStore, rate: float, *,
+                 backlog: Callable[[], int] = lambda: 0) -> None:
+        self.store = store
+        self.rate = rate
+        self.backlog = backlog
+        self.most = max(1, math.ceil(rate * AHEAD))  # slots one reservation asks for
+        self._slots: deque[float] = deque()  # loop.time() of the slots held, in order
+        self._waiters: list[tuple[int, int, _Waiter]] = []  # (class, arrival, waiter)
+        self._arrivals = itertools.count()
+        self._driver: asyncio.Task[None] | None = None
+        self._reserving: asyncio.Task[None] | None = None
+        self._failure: BaseException | None = None
+        self._paused_until = 0.0  # loop.time()
+        self._epoch = 0  # a pause makes the reservations under way stale
+        self._trips: deque[float] = deque(maxlen=8)  # how long the last reservations took
+        self._last = -math.inf  # loop.time() of the last slot held or handed out
+        self._tat = 0.0  # loop.time() of this process's next unit, at 1/rate from the last
+        self._wake = asyncio.Event()
+        self.dropped = 0  # slots unused in time (idle, or this process was too busy)
+
+    async def take(self, units: int, *, urgent: bool = False) -> None:
+        """Wait until `units` slots came (each at its instant); `urgent` for replies."""
+        if units <= 0:
+            return
+        waiter = _Waiter(units, asyncio.get_running_loop().create_future())
+        heapq.heappush(self._waiters, (0 if urgent else 1, next(self._arrivals), waiter))
+        if self._driver is None or self._driver.done():
+            self._driver = asyncio.create_task(self._drive())
+        else:
+            self._wake.set()  # it may be idle, waiting for a reservation it no longer needs
+        await waiter.done
+
+    async def pause(self, seconds: float) -> None:
+        """The provider asked to wait: no slot here before `seconds` from now, nor (through
+        the shared row) in any other process once its current slots are spent."""
+        loop = asyncio.get_running_loop()
+        self._paused_until = max(self._paused_until, loop.time() + seconds)
+        self._epoch += 1
+        self._slots.clear()
+        self._wake.set()
+        log.warning("dispatcher.paused seconds=%g", seconds)
+        try:
+            await self.store.pause(seconds)
+        except Exception as exc:  # this process is paused anyway; the others learn later
+            log.error("dispatcher.pause_not_shared error=%s: %s", type(exc).__name__, exc)
+
+    def _head(self) -> _Waiter | None:
+        while self._waiters and self._waiters[0][2].done.done():  # cancelled meanwhile
+            heapq.heappop(self._waiters)
+        return self._waiters[0][2] if self._waiters else None
+
+    def _demand(self) -> int:
+        return sum(w.units for _, _, w in self._waiters if not w.done.done()) + self.backlog()
+
+    def _prefetch(self, now: float) -> None:
+        """Reserve more before the slots held run out (one reservation at a time)."""
+        if self._reserving is not None or now < self._paused_until:
+            return
+        missing = self._demand() - len(self._slots)
+        if missing <= 0 or (self._slots and self._slots[-1] - now > AHEAD / 2):
+            return
+        self._reserving = asyncio.create_task(self._reserve(min(self.most, missing)))
+
+    async def _reserve(self, want: int) -> None:
+        epoch = self._epoch
+        loop = asyncio.get_running_loop()
+        sent = loop.time()
+        # Slots that would have passed by the time they arrive are asked for a little later.
+        lead = min(max(self._trips, default=0.0), AHEAD / 2)
+        try:
+            now, delays = await self.store.reserve(want, lead=lead)
+        except Exception as exc:
+            self._failure = exc
+        else:
+            received = loop.time()
+            self._trips.append(received - sent)
+            # The store's instants on this loop's clock (both read now: exact, however long
+            # the round trip took); never closer than 1/rate to the slots held before them.
+            base = now - (self.store.clock() - received)
+            if epoch == self._epoch:  # not stale: no pause came meanwhile
+                shift = max(0.0, self._last + 1.0 / self.rate - (base + delays[0]))
+                self._slots.extend(base + shift + delay for delay in delays)
+                self._last = self._slots[-1]
+        finally:
+            self._reserving = None
+            self._wake.set()
+
+    async def _drive(self) -> None:
+        """Hand each slot, at its instant, to the first waiter; stop when none is left."""
+        try:
+            await self._hand_out()
+        except BaseException as exc:  # never leave a waiter waiting for a dead driver
+            for _, _, waiter in self._waiters:
+                if not waiter.done.done():
+                    waiter.done.set_exception(
+                        exc if isinstance(exc, Exception) else RuntimeError("stopped"))
+            self._waiters.clear()
+            raise
+
+    async def _hand_out(self) -> None:
+        loop = asyncio.get_running_loop()
+        while (head := self._head()) is not None:
+            if self._failure is not None:  # the database refused: every waiter learns it
+                failure, self._failure = self._failure, None
+                for _, _, waiter in self._waiters:
+                    if not waiter.done.done():
+                        waiter.done.set_exception(failure)
+                self._waiters.clear()
+                return
+            now = loop.time()
+            while self._slots and (self._slots[0] < now - LATE
+                                   or self._slots[0] < self._paused_until):
+                self._slots.popleft()
+                self.dropped += 1
+            ready = max(self._slots[0], self._tat - TOLERANCE) if self._slots else None
+            if ready is not None and ready <= now:
+                self._slots.popleft()
+                self._tat = max(self._tat, now) + 1.0 / self.rate
+                head.units -= 1
+                if head.units == 0:
+                    heapq.heappop(self._waiters)
+                    head.done.set_result(None)
+                continue
+            self._wake.clear()
+            self._prefetch(now)
+            if ready is not None:
+                delay: float | None = ready - now
+            elif self._reserving is None:  # paused: nothing to reserve before it ends
+                delay = max(0.0, self._paused_until - now)
+            else:
+                delay = None  # the reservation under way wakes us
+            try:
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+
+
+def shared_budget(db: Database, channel: str, limit: float, *,
+                  backlog: Callable[[], int] = lambda: 0) -> Budget:
+    """`channel`'s budget at its provider's `limit` (units a second, `PACE` of it in the long
+    run), shared through `db` with every process sending on that channel."""
+    rate = limit * PACE
+    return Budget(SharedLevel(db, channel, rate), rate, backlog=backlog)

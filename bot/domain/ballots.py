@@ -32,6 +32,7 @@ class Proposal:
     title: Mapping[str, str]
     cost: int | None = None
     published: bool = True
+    hidden: bool = False  # published once, then hidden by staff or reports: out of sight
 
     @property
     def code(self) -> str:

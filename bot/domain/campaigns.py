@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from enum import StrEnum
@@ -104,7 +104,9 @@ class Campaign:
     seed_proposals: tuple[SeedProposal, ...] = ()
     id: int = 0  # database id, 0 until stored
     contact: str = ""
-    relative_dates: bool = False  # a demo: dates follow the day it is loaded, nothing freezes
+    # A demo: its dates follow the day it is loaded. Its rules freeze all the same once its
+    # vote has opened (`frozen_changes`): what was stored decides, not the file's dates.
+    relative_dates: bool = False
     verified_phone: bool = False  # voters need a verified number: one ballot per phone
     declared_events: tuple[Event, ...] | None = None  # `reminders:`; None: the default set
     sending_windows: Mapping[str, str] = field(default_factory=dict)  # channel → window
@@ -212,182 +214,327 @@ def _int(raw: Any, *, file: str, where: str, minimum: int = 0) -> int:
     return raw
 
 
+_KNOWN_FIELDS = frozenset({
+    "slug", "kind", "title", "summary", "description", "audience", "phases",
+    "proposals", "ballot", "envelope", "seed_proposals", "contact", "verified_phone",
+    "reminders", "sending_window",
+})
+
+
+class _Problems:
+    """The problems of one file so far. `with problems:` runs one check; its CampaignError is
+    kept and parsing goes on, so one pass names every problem of fields that do not depend
+    on one another."""
+
+    def __init__(self) -> None:
+        self.found: list[CampaignError] = []
+
+    def add(self, file: str, where: str, problem: str) -> None:
+        self.found.append(CampaignError(file, where, problem))
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 traceback: object) -> bool:
+        if isinstance(exc, CampaignError):
+            self.found.append(exc)
+            return True
+        return False
+
+
 def parse_campaign(raw: Any, *, file: str, today: date, now: datetime | None = None
                    ) -> Campaign:
-    """Validate one campaign definition; errors name the file, the field and the problem."""
+    """Validate one campaign definition; errors name the file, the field and the problem
+    (the first one found: `check_campaign` gives them all)."""
+    campaign, problems = check_campaign(raw, file=file, today=today, now=now)
+    if problems:
+        raise problems[0]
+    assert campaign is not None
+    return campaign
+
+
+def check_campaign(raw: Any, *, file: str, today: date, now: datetime | None = None
+                   ) -> tuple[Campaign | None, list[CampaignError]]:
+    """Validate one campaign definition: (the campaign, []) or (None, every problem found, in
+    the order of the checks). A field that depends on another one that is wrong is not
+    checked (seed costs without a valid envelope, reminders without valid phases)."""
     if not isinstance(raw, dict):
-        raise CampaignError(file, "(top)", "a campaign file is a mapping of fields")
-    known = {
-        "slug", "kind", "title", "summary", "description", "audience", "phases",
-        "proposals", "ballot", "envelope", "seed_proposals", "contact", "verified_phone",
-        "reminders", "sending_window",
-    }
-    unknown = set(raw) - known
-    if unknown:
-        raise CampaignError(file, sorted(unknown)[0], "unknown field")
-    slug = raw.get("slug")
-    if not isinstance(slug, str) or not _SLUG.match(slug):
+        return None, [CampaignError(file, "(top)", "a campaign file is a mapping of fields")]
+    problems = _Problems()
+    for name in sorted(set(raw) - _KNOWN_FIELDS, key=str):
+        problems.add(file, str(name), "unknown field")
+    slug = ""
+    with problems:
+        slug = _slug(raw.get("slug"), file=file)
+    kind = Kind.CONSULTATION
+    with problems:
+        kind = _kind(raw.get("kind"), file=file)
+    audience = _audience(raw.get("audience"), file=file, problems=problems)
+    windows, relative = _phases(raw.get("phases"), file=file, problems=problems, today=today,
+                                now=now)
+    for name in ("proposals", "ballot"):
+        if not isinstance(raw.get(name) or {}, dict):
+            problems.add(file, name, "expected a mapping of rules")
+    proposal_rules = _proposal_rules(raw.get("proposals"), file=file, problems=problems)
+    ballot, envelope, envelope_known = _ballot(raw.get("ballot"), raw.get("envelope"),
+                                               file=file, problems=problems)
+    seeds = _seeds(raw.get("seed_proposals"), file=file, problems=problems,
+                   envelope=envelope if envelope_known else None,
+                   max_length=proposal_rules.max_length)
+    sending: dict[str, str] = {}
+    with problems:
+        sending = _sending_windows(raw.get("sending_window"), file=file)
+    declared: tuple[Event, ...] | None = None
+    with problems:
+        declared = parse_events(raw.get("reminders"), file=file, texts=_texts)
+    if windows:  # every phase valid: reminders can be anchored on them
+        phases_here = {w.phase for w in windows}
+        for i, event in enumerate(declared or ()):
+            if event.phase not in phases_here:
+                problems.add(file, f"reminders[{i}].when",
+                             f"the campaign has no {event.phase.value} phase")
+    texts: dict[str, dict[str, str]] = {}
+    for name in ("title", "summary", "description"):
+        texts[name] = {}
+        with problems:
+            texts[name] = _texts(raw.get(name), file=file, where=name,
+                                 required=name != "description")
+    verified_phone = False
+    with problems:
+        verified_phone = _flag(raw.get("verified_phone", False), file=file,
+                               where="verified_phone")
+    if problems.found:
+        return None, problems.found
+    return Campaign(
+        slug=slug,
+        kind=kind,
+        title=texts["title"],
+        summary=texts["summary"],
+        description=texts["description"],
+        phases=tuple(windows),
+        audience=audience,
+        proposal_rules=proposal_rules,
+        ballot=ballot,
+        envelope=envelope,
+        seed_proposals=tuple(seeds),
+        contact=str(raw.get("contact") or ""),
+        relative_dates=relative,
+        verified_phone=verified_phone,
+        declared_events=declared,
+        sending_windows=sending,
+    ), []
+
+
+def _slug(raw: Any, *, file: str) -> str:
+    if not isinstance(raw, str) or not _SLUG.match(raw):
         raise CampaignError(file, "slug", "lowercase letters, digits and dashes (2-63)")
+    return raw
+
+
+def _kind(raw: Any, *, file: str) -> Kind:
     try:
-        kind = Kind(str(raw.get("kind")))
+        return Kind(str(raw))
     except ValueError:
         raise CampaignError(
-            file, "kind", f"one of {', '.join(k.value for k in Kind)}, got {raw.get('kind')!r}"
+            file, "kind", f"one of {', '.join(k.value for k in Kind)}, got {raw!r}"
         ) from None
 
-    audience_raw = raw.get("audience") or {}
+
+def _audience(raw: Any, *, file: str, problems: _Problems) -> Audience:
+    audience_raw = raw or {}
     if not isinstance(audience_raw, dict):
-        raise CampaignError(file, "audience", "expected a mapping")
-    raw_brackets = audience_raw.get("age_brackets", AGE_BRACKETS)
-    if not isinstance(raw_brackets, list | tuple) or any(
-        not isinstance(b, str) for b in raw_brackets
-    ):
+        problems.add(file, "audience", "expected a mapping")
+        return Audience()
+    brackets: tuple[str, ...] = AGE_BRACKETS
+    with problems:
+        brackets = _brackets(audience_raw.get("age_brackets", AGE_BRACKETS), file=file)
+    deps: tuple[str, ...] = OCCITANIE
+    with problems:
+        deps = _departements(audience_raw.get("departements", OCCITANIE), file=file)
+    return Audience(age_brackets=brackets, departements=deps)
+
+
+def _brackets(raw: Any, *, file: str) -> tuple[str, ...]:
+    if not isinstance(raw, list | tuple) or any(not isinstance(b, str) for b in raw):
         raise CampaignError(file, "audience.age_brackets",
                             f"a list of brackets among {', '.join(AGE_BRACKETS)}")
-    brackets = tuple(raw_brackets)
+    brackets = tuple(raw)
     bad = [b for b in brackets if b not in AGE_BRACKETS]
     if bad or not brackets:
         raise CampaignError(
             file, "audience.age_brackets", f"unknown bracket {bad[0] if bad else '(none)'}; "
             f"use {', '.join(AGE_BRACKETS)}",
         )
-    raw_deps = audience_raw.get("departements", OCCITANIE)
-    if not isinstance(raw_deps, list | tuple):
+    return brackets
+
+
+def _departements(raw: Any, *, file: str) -> tuple[str, ...]:
+    if not isinstance(raw, list | tuple):
         raise CampaignError(file, "audience.departements", "a list of codes such as [\"31\"]")
-    deps = tuple(str(d).zfill(2) for d in raw_deps)
+    deps = tuple(str(d).zfill(2) for d in raw)
     if not deps or any(not re.fullmatch(r"\d{2,3}|2[AB]", d) for d in deps):
         raise CampaignError(file, "audience.departements", "département codes such as 31 or 48")
+    return deps
 
-    phases_raw = raw.get("phases")
-    if not isinstance(phases_raw, dict) or not phases_raw:
-        raise CampaignError(file, "phases", "expected a mapping of phase → {start, end}")
+
+def _phases(raw: Any, *, file: str, problems: _Problems, today: date,
+            now: datetime | None) -> tuple[list[PhaseWindow], bool]:
+    """The phase windows in order and whether any date is relative; no windows at all
+    when one of them is wrong (what depends on them is then not checked)."""
+    if not isinstance(raw, dict) or not raw:
+        problems.add(file, "phases", "expected a mapping of phase → {start, end}")
+        return [], False
     windows: list[PhaseWindow] = []
     relative = False
-    for name, span in phases_raw.items():
+    complete = True
+    for name, span in raw.items():
         try:
             phase = Phase(name)
         except ValueError:
-            raise CampaignError(
-                file, f"phases.{name}", f"unknown phase; use {', '.join(p.value for p in Phase)}"
-            ) from None
+            problems.add(file, f"phases.{name}",
+                         f"unknown phase; use {', '.join(p.value for p in Phase)}")
+            complete = False
+            continue
         if not isinstance(span, dict) or "start" not in span:
-            raise CampaignError(file, f"phases.{name}", "expected {start: DATE, end: DATE}")
+            problems.add(file, f"phases.{name}", "expected {start: DATE, end: DATE}")
+            complete = False
+            continue
         relative |= any(isinstance(span.get(k), str)
                         and span[k].strip().lower().startswith(("today", "now"))
                         for k in ("start", "end"))
-        start = _moment(span["start"], today=today, file=file, where=f"phases.{name}.start",
-                        end=False, now=now)
-        end = None
+        start = end = None
+        with problems:
+            start = _moment(span["start"], today=today, file=file,
+                            where=f"phases.{name}.start", end=False, now=now)
         if span.get("end") is not None:
-            end = _moment(span["end"], today=today, file=file, where=f"phases.{name}.end",
-                          end=True, now=now)
-            if end <= start:
-                raise CampaignError(file, f"phases.{name}.end", "ends before it starts")
+            with problems:
+                end = _moment(span["end"], today=today, file=file, where=f"phases.{name}.end",
+                              end=True, now=now)
+        if start is None or (end is None and span.get("end") is not None):
+            complete = False
+            continue
+        if end is not None and end <= start:
+            problems.add(file, f"phases.{name}.end", "ends before it starts")
+            complete = False
+            continue
         windows.append(PhaseWindow(phase, start, end))
+    if not complete:
+        return [], relative
     order = list(Phase)
     windows.sort(key=lambda w: order.index(w.phase))
+    overlaps = False
     for before, after in itertools.pairwise(windows):
         if before.end is None or before.end > after.start:
-            raise CampaignError(
+            problems.add(
                 file, f"phases.{after.phase.value}.start",
                 f"overlaps the {before.phase.value} phase (phases follow each other in order)",
             )
+            overlaps = True
+    return ([] if overlaps else windows), relative
 
-    for name in ("proposals", "ballot"):
-        if not isinstance(raw.get(name) or {}, dict):
-            raise CampaignError(file, name, "expected a mapping of rules")
-    proposals_raw = raw.get("proposals") or {}
-    proposal_rules = ProposalRules(
-        max_length=_int(proposals_raw.get("max_length", 280), file=file,
-                        where="proposals.max_length", minimum=10),
-        max_per_person=_int(proposals_raw.get("max_per_person", 3), file=file,
-                            where="proposals.max_per_person", minimum=1),
-    )
-    if proposal_rules.max_length > 1000:
-        raise CampaignError(file, "proposals.max_length", "at most 1000 characters")
 
-    ballot_raw = raw.get("ballot") or {}
+def _proposal_rules(raw: Any, *, file: str, problems: _Problems) -> ProposalRules:
+    rules = raw if isinstance(raw, dict) else {}
+    max_length = 280
+    with problems:
+        max_length = _int(rules.get("max_length", 280), file=file,
+                          where="proposals.max_length", minimum=10)
+        if max_length > 1000:
+            max_length = 1000
+            raise CampaignError(file, "proposals.max_length", "at most 1000 characters")
+    max_per_person = 3
+    with problems:
+        max_per_person = _int(rules.get("max_per_person", 3), file=file,
+                              where="proposals.max_per_person", minimum=1)
+    return ProposalRules(max_length=max_length, max_per_person=max_per_person)
+
+
+def _ballot(raw: Any, raw_envelope: Any, *, file: str, problems: _Problems
+            ) -> tuple[BallotRules, int | None, bool]:
+    """The ballot rules, the envelope, and whether the envelope is known (valid or absent)."""
+    rules = raw if isinstance(raw, dict) else {}
+    method: BallotMethod | None = None
     try:
-        method = BallotMethod(ballot_raw.get("method", "up_to"))
+        method = BallotMethod(rules.get("method", "up_to"))
     except ValueError:
-        raise CampaignError(
-            file, "ballot.method", f"one of {', '.join(m.value for m in BallotMethod)}"
-        ) from None
-    max_choices = 1 if method is BallotMethod.SINGLE else _int(
-        ballot_raw.get("max_choices", 3), file=file, where="ballot.max_choices", minimum=1)
-    min_share = ballot_raw.get("min_share", 0.0)
+        problems.add(file, "ballot.method", f"one of {', '.join(m.value for m in BallotMethod)}")
+    max_choices = 1
+    if method is not BallotMethod.SINGLE:
+        with problems:
+            max_choices = _int(rules.get("max_choices", 3), file=file,
+                               where="ballot.max_choices", minimum=1)
+    min_share = rules.get("min_share", 0.0)
     if isinstance(min_share, bool) or not isinstance(min_share, int | float) \
             or not 0 <= min_share <= 1:
-        raise CampaignError(file, "ballot.min_share", "a share between 0 and 1")
-    envelope = raw.get("envelope")
-    if envelope is not None:
-        envelope = _int(envelope, file=file, where="envelope", minimum=1)
-    if method is BallotMethod.BUDGET and envelope is None:
-        raise CampaignError(file, "envelope", "a budget ballot needs an envelope (euros)")
+        problems.add(file, "ballot.min_share", "a share between 0 and 1")
+        min_share = 0.0
+    envelope: int | None = None
+    known = True
+    if raw_envelope is not None:
+        known = False
+        with problems:
+            envelope = _int(raw_envelope, file=file, where="envelope", minimum=1)
+            known = True
+    if method is BallotMethod.BUDGET and envelope is None and known:
+        problems.add(file, "envelope", "a budget ballot needs an envelope (euros)")
+    ballot = BallotRules(method=method or BallotMethod.UP_TO, max_choices=max_choices,
+                         min_share=float(min_share))
+    return ballot, envelope, known
 
+
+def _seeds(raw: Any, *, file: str, problems: _Problems, envelope: int | None,
+           max_length: int) -> list[SeedProposal]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        problems.add(file, "seed_proposals", "a list of {ref, title, cost}")
+        return []
     seeds: list[SeedProposal] = []
     refs: set[str] = set()
-    for i, item in enumerate(raw.get("seed_proposals") or []):
+    for i, item in enumerate(raw):
         where = f"seed_proposals[{i}]"
         if not isinstance(item, dict):
-            raise CampaignError(file, where, "expected {ref, title, cost}")
+            problems.add(file, where, "expected {ref, title, cost}")
+            continue
+        ref = ""
         if isinstance(item.get("ref"), bool):
-            raise CampaignError(file, f"{where}.ref", "quote it: yes/no/on/off read as true/false")
-        ref = str(item.get("ref") or "").strip()
-        if not ref or ref in refs:
-            raise CampaignError(file, f"{where}.ref", "a unique reference is required")
-        refs.add(ref)
+            problems.add(file, f"{where}.ref", "quote it: yes/no/on/off read as true/false")
+        else:
+            ref = str(item.get("ref") or "").strip()
+            if not ref or ref in refs:
+                problems.add(file, f"{where}.ref", "a unique reference is required")
+            refs.add(ref)
         cost = item.get("cost")
         if cost is not None:
-            cost = _int(cost, file=file, where=f"{where}.cost", minimum=1)
-        if envelope is not None and cost is None:
-            raise CampaignError(file, f"{where}.cost", "campaigns with an envelope need costs")
-        title = _texts(item.get("title"), file=file, where=f"{where}.title")
-        if len(title["fr"]) > proposal_rules.max_length:
-            raise CampaignError(file, f"{where}.title", "longer than proposals.max_length")
+            with problems:
+                cost = _int(cost, file=file, where=f"{where}.cost", minimum=1)
+        elif envelope is not None:
+            problems.add(file, f"{where}.cost", "campaigns with an envelope need costs")
+        title: dict[str, str] = {}
+        with problems:
+            title = _texts(item.get("title"), file=file, where=f"{where}.title")
+            if len(title["fr"]) > max_length:
+                raise CampaignError(file, f"{where}.title", "longer than proposals.max_length")
         seeds.append(SeedProposal(ref=ref, title=title, cost=cost))
+    return seeds
 
-    windows_raw = raw.get("sending_window") or {}
+
+def _sending_windows(raw: Any, *, file: str) -> dict[str, str]:
+    windows_raw = raw or {}
     if not isinstance(windows_raw, dict) or any(
             not isinstance(v, str) for v in windows_raw.values()):
         raise CampaignError(file, "sending_window",
                             'a mapping of channel → window, e.g. {sms: "mon-fri 10:00-18:00"}')
-    for channel, text in windows_raw.items():
-        from bot.delivery.windows import parse_window
-        from bot.errors import ConfigError
+    from bot.delivery.windows import parse_window
+    from bot.errors import ConfigError
 
+    for channel, text in windows_raw.items():
         try:
             parse_window(text, where=f"sending_window.{channel}")
         except ConfigError as exc:
             raise CampaignError(file, f"sending_window.{channel}", str(exc)) from None
-
-    declared = parse_events(raw.get("reminders"), file=file, texts=_texts)
-    phases_here = {w.phase for w in windows}
-    for i, event in enumerate(declared or ()):
-        if event.phase not in phases_here:
-            raise CampaignError(file, f"reminders[{i}].when",
-                                f"the campaign has no {event.phase.value} phase")
-
-    return Campaign(
-        slug=slug,
-        kind=kind,
-        title=_texts(raw.get("title"), file=file, where="title"),
-        summary=_texts(raw.get("summary"), file=file, where="summary"),
-        description=_texts(raw.get("description"), file=file, where="description",
-                           required=False),
-        phases=tuple(windows),
-        audience=Audience(age_brackets=brackets, departements=deps),
-        proposal_rules=proposal_rules,
-        ballot=BallotRules(method=method, max_choices=max_choices, min_share=float(min_share)),
-        envelope=envelope,
-        seed_proposals=tuple(seeds),
-        contact=str(raw.get("contact") or ""),
-        relative_dates=relative,
-        verified_phone=_flag(raw.get("verified_phone", False), file=file,
-                             where="verified_phone"),
-        declared_events=declared,
-        sending_windows={str(k): v for k, v in windows_raw.items()},
-    )
+    return {str(k): v for k, v in windows_raw.items()}
 
 
 def with_phase(campaign: Campaign, phase: Phase, now: datetime) -> Campaign:
@@ -421,3 +568,65 @@ def _flag(raw: Any, *, file: str, where: str) -> bool:
     if not isinstance(raw, bool):
         raise CampaignError(file, where, "true or false")
     return raw
+
+
+# --- what cannot change once a vote has opened -------------------------------------------------
+
+
+def frozen_changes(stored: Campaign, new: Campaign, now: datetime, *,
+                   seeds: Sequence[SeedProposal], on_ballot: Collection[str]) -> list[str]:
+    """What `new` would change that voters of `stored` already rely on, its vote having
+    opened: each as `field (before → after)`.
+
+    `seeds` are the campaign's seed proposals as stored, `on_ballot` the refs of those
+    published now. Frozen: the ballot rules and everything that decides who may vote and
+    what a valid ballot is, the seed proposals (titles, costs, the set of them), and the
+    vote having opened: its dates may move (a vote extended, closed early), but it cannot be
+    removed, nor start again later than now. Texts, reminders and other dates may change.
+    """
+    changes: list[str] = []
+
+    def compare(name: str, before: object, after: object) -> None:
+        if before != after:
+            changes.append(f"{name} ({_shown(before)} → {_shown(after)})")
+
+    compare("kind", stored.kind, new.kind)
+    compare("ballot.method", stored.ballot.method, new.ballot.method)
+    compare("ballot.max_choices", stored.ballot.max_choices, new.ballot.max_choices)
+    compare("ballot.min_share", stored.ballot.min_share, new.ballot.min_share)
+    compare("envelope", stored.envelope, new.envelope)
+    compare("audience.age_brackets", stored.audience.age_brackets, new.audience.age_brackets)
+    compare("audience.departements", stored.audience.departements,
+            new.audience.departements)
+    compare("verified_phone", stored.verified_phone, new.verified_phone)
+    vote = new.window(Phase.VOTE)
+    if vote is None:
+        changes.append("phases.vote (removed: the vote has opened)")
+    elif vote.start > now:
+        changes.append(f"phases.vote.start ({_shown(vote.start)} is later than now: a vote "
+                       "that has opened cannot start again)")
+    before = {s.ref: s for s in seeds}
+    for seed in new.seed_proposals:
+        old = before.get(seed.ref)
+        if old is None:
+            changes.append(f"seed_proposals[{seed.ref}] (added)")
+            continue
+        if dict(old.title) != dict(seed.title):
+            changes.append(f"seed_proposals[{seed.ref}].title")
+        compare(f"seed_proposals[{seed.ref}].cost", old.cost, seed.cost)
+    kept = {s.ref for s in new.seed_proposals}
+    changes.extend(f"seed_proposals[{ref}] (removed: it is on the ballot)"
+                   for ref in sorted(set(on_ballot) - kept))
+    return changes
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, datetime):
+        return value.astimezone(PARIS).strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, tuple):
+        return "[" + ", ".join(map(str, value)) + "]"
+    if isinstance(value, StrEnum):
+        return value.value
+    return str(value)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field, replace
 
 from bot.domain.ballots import Proposal
 from bot.domain.campaigns import Campaign
@@ -27,4 +27,13 @@ class Catalog:
         return sorted(
             (p for p in self.proposals.values() if p.campaign_id == campaign_id),
             key=lambda p: p.id,
+        )
+
+    def without(self, proposal_ids: Collection[int]) -> Catalog:
+        """This catalog less some proposals (hidden a moment ago, before the next reload)."""
+        return replace(
+            self,
+            proposals={i: p for i, p in self.proposals.items() if i not in proposal_ids},
+            winners={c: tuple(i for i in ids if i not in proposal_ids)
+                     for c, ids in self.winners.items()},
         )

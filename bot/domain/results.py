@@ -56,6 +56,8 @@ def tally(
     """Count every ballot; winners are the most voted (for an envelope: most voted that fit).
 
     Ties are broken by proposal id (the earlier proposal first), so the result is reproducible.
+    A hidden proposal keeps its line and the votes cast for it (ballots already cast stay
+    counted) but never wins while it is hidden: it is out of participants' sight.
     """
     votes: Counter[int] = Counter()
     by_age: Counter[str] = Counter()
@@ -66,19 +68,20 @@ def tally(
         votes.update(ballot.choices)
         by_age[ballot.age_bracket or "unknown"] += 1
         by_dep[ballot.departement or "unknown"] += 1
-    published = [p for p in proposals if p.published]
-    ranked = sorted(published, key=lambda p: (-votes[p.id], p.id))
+    shown = [p for p in proposals if p.published or p.hidden]
+    ranked = sorted(shown, key=lambda p: (-votes[p.id], p.id))
+    eligible = [p for p in ranked if not p.hidden]
     winners: set[int] = set()
     used: int | None = None
     if campaign.envelope is not None:
         used = 0
-        for proposal in ranked:
+        for proposal in eligible:
             cost = proposal.cost or 0
             if votes[proposal.id] > 0 and used + cost <= campaign.envelope:
                 winners.add(proposal.id)
                 used += cost
-    elif ranked and votes[ranked[0].id] > 0:
+    elif eligible and votes[eligible[0].id] > 0:
         seats = 1 if campaign.ballot.max_choices == 1 else campaign.ballot.max_choices
-        winners = {p.id for p in ranked[:seats] if votes[p.id] > 0}
+        winners = {p.id for p in eligible[:seats] if votes[p.id] > 0}
     lines = tuple(Line(p, votes[p.id], p.id in winners) for p in ranked)
     return Results(campaign, count, lines, used, _suppress(by_age), _suppress(by_dep))

@@ -434,13 +434,14 @@ def results_text(conn: Connection, campaign: Campaign) -> ResultsText:
 
 def queue_audience(conn: Connection, *, key_prefix: str, who: ColumnElement[bool],
                    variants: Sequence[Variant], now: datetime, windows: Windows,
-                   campaign: Campaign | None = None, not_after: datetime | None = None) -> int:
+                   campaign: Campaign | None = None, not_after: datetime | None = None,
+                   broadcast_id: int | None = None) -> int:
     """Queue one bulk message to everyone `who` selects, in one INSERT … SELECT (the text
     by language and département: `variants`, whose conditions never overlap; the opt-out
     hint where it is due; each channel's sending window); then mark who got the hint.
     Returns how many rows were queued. With `not_after`, people on a channel whose window
     opens only at or after it get nothing (a "vote closes soon" that would leave once the
-    vote closed)."""
+    vote closed). `broadcast_id` marks the rows of a staff broadcast."""
     hint_due = or_(participants.c.hint_at.is_(None),
                    participants.c.hint_at < now - HINT_EVERY)
     branches: list[tuple[ColumnElement[bool], Any]] = []
@@ -466,10 +467,12 @@ def queue_audience(conn: Connection, *, key_prefix: str, who: ColumnElement[bool
         literal(encode_choices(())), literal(OutboxStatus.QUEUED.value), literal(0),
         next_attempt, key, literal(now, outbox.c.created_at.type),
         literal(now, outbox.c.updated_at.type), true(),
+        literal(broadcast_id, outbox.c.broadcast_id.type),
     ).where(who)
     stmt = insert_for(conn, outbox).from_select(
         ["participant_id", "channel", "address", "text", "choices", "status", "attempts",
-         "next_attempt_at", "idempotency_key", "created_at", "updated_at", "bulk"], query,
+         "next_attempt_at", "idempotency_key", "created_at", "updated_at", "bulk",
+         "broadcast_id"], query,
     ).on_conflict_do_nothing()
     queued = conn.execute(stmt).rowcount or 0
     if hinted_people and queued:

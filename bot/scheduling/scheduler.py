@@ -33,6 +33,7 @@ from bot.scheduling.events import (
     nudge_unfinished,
     plan_unplanned,
 )
+from bot.staff.broadcasts import next_scheduled, queue_due
 
 if TYPE_CHECKING:
     from bot.app import App
@@ -48,6 +49,7 @@ class Tick:
     nudged: int = 0
     phase_changed: bool = False
     failed: tuple[str, ...] = ()  # events that could not be fired (tried again next tick)
+    broadcasts: tuple[int, ...] = ()  # scheduled staff broadcasts queued
 
 
 @dataclass
@@ -116,6 +118,8 @@ class Scheduler:
                     break
                 fired.append(done)
 
+            broadcast = await self._queue_broadcasts(now)
+
             def nudge(conn):  # type: ignore[no-untyped-def]
                 return sum(nudge_unfinished(conn, c, now, i18n=app.i18n, windows=self.windows)
                            for c in campaigns.values())
@@ -126,20 +130,32 @@ class Scheduler:
                                               boundaries(list(campaigns.values())))
             if changed or fired:
                 await app.refresh_catalog()
-            if nudged or any(f.queued for f in fired):
+            if nudged or broadcast or any(f.queued for f in fired):
                 app.dispatcher.wake()
             self.state.last_tick = now
             self.state.last_tick_monotonic = self.monotonic()
             self.state.ticks += 1
-            return Tick(now, tuple(fired), nudged, changed, tuple(failed.values()))
+            return Tick(now, tuple(fired), nudged, changed, tuple(failed.values()), broadcast)
+
+    async def _queue_broadcasts(self, now: datetime) -> tuple[int, ...]:
+        """Staff broadcasts whose send time has come, each queued in its own transaction."""
+        queued: list[int] = []
+        while True:
+            found: int | None = await self.app.db.run(lambda conn: queue_due(
+                conn, now, i18n=self.app.i18n, windows=self.windows))
+            if found is None:
+                return tuple(queued)
+            log.info("scheduler.broadcast_queued broadcast=%s", found)
+            queued.append(found)
 
     async def next_moment(self) -> datetime | None:
         """The next event due or phase change after now (for the exact-time job); phases
         are read from the catalog the tick keeps current."""
         now = self.app.clock()
         due = await self.app.db.run(lambda conn: next_due(conn, now))
+        scheduled = await self.app.db.run(lambda conn: next_scheduled(conn, now))
         later = [b for b in boundaries(self.app.pipeline.catalog.campaigns) if b > now]
-        candidates = [m for m in (due, min(later, default=None)) if m is not None]
+        candidates = [m for m in (due, scheduled, min(later, default=None)) if m is not None]
         return min(candidates, default=None)
 
     def health(self) -> list[str]:

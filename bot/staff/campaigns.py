@@ -10,9 +10,9 @@ from sqlalchemy import Connection, func, select, update
 
 from bot.channels.base import Reply
 from bot.config import Settings
-from bot.domain.campaigns import Campaign, Moment, Phase, with_phase
+from bot.domain.campaigns import PARIS, Campaign, Moment, Phase, with_phase
 from bot.domain.events import Target
-from bot.errors import ConfigError
+from bot.errors import ConfigError, FrozenRulesError
 from bot.i18n import I18n
 from bot.scheduling.events import (
     MAX_SEGMENTS,
@@ -27,7 +27,12 @@ from bot.scheduling.events import (
     results_text,
 )
 from bot.store.db import Database
-from bot.store.repo import campaign_to_json, get_campaign, load_campaigns
+from bot.store.repo import (
+    campaign_to_json,
+    get_campaign,
+    load_campaigns,
+    vote_opened,
+)
 from bot.store.tables import campaign_events, campaign_log, outbox
 from bot.store.tables import campaigns as campaigns_table
 
@@ -112,11 +117,18 @@ async def force_phase(db: Database, slug: str, phase: Phase, now: datetime, *, a
     if not reason.strip():
         raise ConfigError("say why (--reason): it is kept in the campaign's log")
 
+    order = list(Phase)
+
     def apply(conn: Connection) -> list[str]:
         campaign = get_campaign(conn, slug)
         current = campaign.phase_at(now)
         if current is phase:
             raise ConfigError(f"{slug} is already in its {phase.value} phase")
+        opened = vote_opened(conn, campaign, now)
+        if opened is not None and order.index(phase) < order.index(Phase.VOTE):
+            raise FrozenRulesError(
+                f"{slug}: its vote opened on {opened.astimezone(PARIS):%Y-%m-%d %H:%M}; it "
+                f"cannot go back to its {phase.value} phase (its ballot is frozen)")
         changed = with_phase(campaign, phase, now)
         conn.execute(update(campaigns_table).where(campaigns_table.c.id == campaign.id)
                      .values(definition=campaign_to_json(changed), updated_at=now))

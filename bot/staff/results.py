@@ -18,7 +18,8 @@ BREAKDOWNS = ("age", "departement")
 
 
 async def campaign_results(db: Database, slug: str) -> Results:
-    """The tally of every proposal of the campaign, winners and small-cell-suppressed breakdowns."""
+    """The tally of every proposal of the campaign, winners and small-cell-suppressed
+    breakdowns; hidden proposals keep their votes, marked hidden (and never win)."""
 
     def query(conn: Connection) -> Results:
         campaign = get_campaign(conn, slug)
@@ -61,7 +62,8 @@ def format_results(results: Results, fmt: str, by: str | None = None) -> str:
             "envelope_used": results.envelope_used,
             "proposals": [{"code": line.proposal.code, "title": line.proposal.text("fr"),
                            "cost": line.proposal.cost, "votes": line.votes,
-                           "winner": line.winner} for line in lines],
+                           "winner": line.winner, "hidden": line.proposal.hidden}
+                          for line in lines],
             "by_age_bracket": results.by_age,
             "by_departement": results.by_departement,
             "suppressed_below": SUPPRESS_BELOW,
@@ -74,9 +76,9 @@ def format_results(results: Results, fmt: str, by: str | None = None) -> str:
             [key, f"<{SUPPRESS_BELOW}" if count is None else count]
             for key, count in counts.items())])
     if fmt == "csv":
-        return csv_text([["code", "title", "cost", "votes", "winner"], *(
+        return csv_text([["code", "title", "cost", "votes", "winner", "hidden"], *(
             [line.proposal.code, line.proposal.text("fr"), line.proposal.cost or "",
-             line.votes, int(line.winner)] for line in lines)])
+             line.votes, int(line.winner), int(line.proposal.hidden)] for line in lines)])
     out_lines = [f"{results.campaign.text('title', 'fr')} — {results.ballots} ballot(s)"]
     if results.campaign.envelope is not None:
         out_lines.append(f"envelope {results.campaign.envelope} €, "
@@ -85,8 +87,9 @@ def format_results(results: Results, fmt: str, by: str | None = None) -> str:
     for line in lines:
         cost = str(line.proposal.cost or "")
         mark = " *  " if line.winner else "    "
+        hidden = " [hidden]" if line.proposal.hidden else ""
         out_lines.append(f"{line.proposal.code:6} {line.votes:>6} {cost:>9} {mark} "
-                         f"{line.proposal.text('fr')}")
+                         f"{line.proposal.text('fr')}{hidden}")
 
     def cells(name: str, data: dict[str, int | None]) -> str:
         shown = ", ".join(f"{k}: {f'<{SUPPRESS_BELOW}' if v is None else v}"

@@ -13,6 +13,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from bot.domain.ballots import Proposal, proposal_code
 from bot.domain.campaigns import (
+    PARIS,
     Audience,
     BallotMethod,
     BallotRules,
@@ -22,6 +23,8 @@ from bot.domain.campaigns import (
     Phase,
     PhaseWindow,
     ProposalRules,
+    SeedProposal,
+    frozen_changes,
 )
 from bot.domain.catalog import Catalog
 from bot.domain.events import event_from_json, event_to_json
@@ -44,6 +47,9 @@ class ProposalStatus:
     SUBMITTED = "submitted"
     PUBLISHED = "published"
     REJECTED = "rejected"
+    # Out of participants' sight (lists, pages, new ballots) after being published: by staff,
+    # or by reports awaiting review. Ballots already cast for it stay counted.
+    HIDDEN = "hidden"
 
 
 def insert_for(conn: Connection, table: Table) -> Any:
@@ -118,7 +124,8 @@ class SaveReport:
 
 
 def save_campaign(conn: Connection, campaign: Campaign, now: datetime) -> SaveReport:
-    """Create or update a campaign by slug; ballot rules are frozen once voting has opened."""
+    """Create or update a campaign by slug; once its vote has opened (as stored: the new
+    file's dates do not decide), its ballot rules and seed proposals are frozen."""
     row = conn.execute(
         select(campaigns.c.id, campaigns.c.definition).where(campaigns.c.slug == campaign.slug)
     ).first()
@@ -132,14 +139,7 @@ def save_campaign(conn: Connection, campaign: Campaign, now: datetime) -> SaveRe
         created = True
     else:
         campaign_id = row.id
-        stored = campaign_from_json(row.definition, row.id)
-        vote = stored.window(Phase.VOTE)
-        if vote is not None and now >= vote.start and not campaign.relative_dates:
-            frozen = _frozen_changes(conn, stored, campaign)
-            if frozen:
-                raise FrozenRulesError(
-                    f"{campaign.slug}: voting has opened, these can no longer change: "
-                    + ", ".join(frozen))
+        check_frozen(conn, campaign_from_json(row.definition, row.id), campaign, now)
         conn.execute(update(campaigns).where(campaigns.c.id == campaign_id)
                      .values(definition=definition, updated_at=now))
         created = False
@@ -157,33 +157,47 @@ def save_campaign(conn: Connection, campaign: Campaign, now: datetime) -> SaveRe
     return SaveReport(campaign.slug, created, seeded)
 
 
-def _frozen_changes(conn: Connection, stored: Campaign, new: Campaign) -> list[str]:
-    """What a new definition would change that voters have already relied on."""
-    changes = []
-    if stored.ballot != new.ballot:
-        changes.append("ballot")
-    if stored.envelope != new.envelope:
-        changes.append("envelope")
-    if stored.audience != new.audience:
-        changes.append("audience")
-    if stored.verified_phone != new.verified_phone:
-        changes.append("verified_phone")
-    old_vote, new_vote = stored.window(Phase.VOTE), new.window(Phase.VOTE)
-    if new_vote is None or old_vote is None or new_vote.start != old_vote.start:
-        changes.append("phases.vote.start")
-    seeds = {r.ref: (json.loads(r.title), r.cost) for r in conn.execute(
-        select(proposals.c.ref, proposals.c.title, proposals.c.cost).where(
-            proposals.c.campaign_id == stored.id, proposals.c.ref.is_not(None)))}
-    for seed in new.seed_proposals:
-        if seeds.get(seed.ref) != (dict(seed.title), seed.cost):
-            changes.append(f"seed_proposals[{seed.ref}]")
-    return changes
+def vote_opened(conn: Connection, stored: Campaign, now: datetime) -> datetime | None:
+    """When the stored campaign's vote opened, or None if it has not.
+
+    Its stored dates say so; so does any ballot, cast or started, in it: a vote that opened
+    and whose start was later pushed back (before this check existed) stays opened.
+    """
+    vote = stored.window(Phase.VOTE)
+    opened = [vote.start] if vote is not None and vote.start <= now else []
+    for table, column in ((ballots, ballots.c.created_at),
+                          (ballot_drafts, ballot_drafts.c.updated_at)):
+        first = conn.execute(select(func.min(column)).where(
+            table.c.campaign_id == stored.id)).scalar()
+        if first is not None:
+            opened.append(first)
+    return min(opened, default=None)
+
+
+def check_frozen(conn: Connection, stored: Campaign, new: Campaign, now: datetime) -> None:
+    """Refuse (FrozenRulesError, naming each field) a new definition of a campaign whose
+    vote has opened that changes what voters rely on. (A forced phase only moves dates:
+    `staff.campaigns.force_phase` refuses to go back before a vote that has opened.)"""
+    opened = vote_opened(conn, stored, now)
+    if opened is None:
+        return
+    rows = conn.execute(
+        select(proposals.c.ref, proposals.c.title, proposals.c.cost, proposals.c.status)
+        .where(proposals.c.campaign_id == stored.id, proposals.c.ref.is_not(None))).all()
+    seeds = [SeedProposal(r.ref, json.loads(r.title), r.cost) for r in rows]
+    on_ballot = [r.ref for r in rows if r.status == ProposalStatus.PUBLISHED]
+    frozen = frozen_changes(stored, new, now, seeds=seeds, on_ballot=on_ballot)
+    if frozen:
+        local = opened.astimezone(PARIS).strftime("%Y-%m-%d %H:%M")
+        raise FrozenRulesError(f"{stored.slug}: its vote opened on {local}, so these can no "
+                               "longer change: " + "; ".join(frozen))
 
 
 def _proposal(row: Any) -> Proposal:
     title = json.loads(row.title) if row.title.startswith("{") else {"fr": row.title}
     return Proposal(id=row.id, campaign_id=row.campaign_id, title=title, cost=row.cost,
-                    published=row.status == ProposalStatus.PUBLISHED)
+                    published=row.status == ProposalStatus.PUBLISHED,
+                    hidden=row.status == ProposalStatus.HIDDEN)
 
 
 def proposal_title(text: str) -> str:
@@ -207,6 +221,9 @@ def get_campaign(conn: Connection, slug: str) -> Campaign:
 
 def load_catalog(conn: Connection, now: datetime) -> Catalog:
     """Campaigns, published proposals, and the winners of campaigns showing results now.
+
+    Only published proposals: submitted, rejected and hidden ones are never offered to
+    participants (lists, proposal pages, ballots, VOTE and SIGNALER codes).
 
     Tallies are read only for campaigns in their results phase: the catalog is reloaded
     every 30 s by `votz run`, and campaigns still voting or long closed need none.
@@ -391,5 +408,6 @@ def purge_unconsented(conn: Connection, before: datetime, now: datetime) -> int:
 def purge_outbox(conn: Connection, before: datetime) -> int:
     """Delete finished messages (they hold addresses and texts) older than `before`."""
     result = conn.execute(delete(outbox).where(
-        outbox.c.status.in_(["sent", "delivered", "failed"]), outbox.c.updated_at < before))
+        outbox.c.status.in_(["sent", "delivered", "failed", "cancelled"]),
+        outbox.c.updated_at < before))
     return result.rowcount or 0

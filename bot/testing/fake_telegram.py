@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,7 @@ class Call:
     method: str
     params: dict[str, Any]
     result: Any = None
+    at: float = field(default_factory=time.time)  # when it arrived (time.time())
 
     @property
     def text(self) -> str:
@@ -61,6 +64,20 @@ class FakeTelegram:
     _update_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _message_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # The bot's messages as they stand now (edits applied): (chat id, message id) → message.
+    messages: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)
+    _queries: dict[str, int] = field(default_factory=dict)  # callback query id → user id
+    # Flood control, as Telegram's: a `sendMessage` that would make more than `limit` free
+    # messages in the last second (a sliding window) gets 429 with retry_after; one sent
+    # with allow_paid_broadcast counts against `paid_limit` instead (all messages of the
+    # last second; 0: paid broadcasts are not enabled, it counts as free). 0: no limit.
+    limit: int = 0
+    paid_limit: int = 0
+    flooded: int = 0  # 429s answered by flood control
+    # Each accepted sendMessage: (time.time() on arrival, sent as a paid broadcast).
+    arrivals: list[tuple[float, bool]] = field(default_factory=list)
+    _free_window: deque[float] = field(default_factory=deque)
+    _all_window: deque[float] = field(default_factory=deque)
 
     # --- what people do -------------------------------------------------------------------
 
@@ -82,8 +99,10 @@ class FakeTelegram:
 
     def presses(self, user_id: int, data: str, message_id: int, *,
                 language: str | None = "fr") -> dict[str, Any]:
+        query_id = f"cq{next(self._update_ids)}"
+        self._queries[query_id] = user_id
         return self._push({"callback_query": {
-            "id": f"cq{next(self._update_ids)}", "from": self._user(user_id, language),
+            "id": query_id, "from": self._user(user_id, language),
             "chat_instance": str(user_id), "data": data,
             "message": {"message_id": message_id, "date": int(time.time()),
                         "chat": {"id": user_id, "type": "private"}, "text": "…"},
@@ -135,9 +154,36 @@ class FakeTelegram:
                 and (user_id is None or str(c.params["chat_id"]) == str(user_id))]
 
     def button(self, user_id: int, label: str) -> tuple[Call, str] | None:
-        """The latest message to this person with that button, and the button's data."""
+        """The latest message to this person showing that button now (its edits applied:
+        an answered question has lost its buttons, a staff card gained reasons), and the
+        button's data."""
         return next(((c, data) for c in reversed(self.sent(user_id))
-                     if (data := c.data_of(label)) is not None), None)
+                     if (data := self.now(c).data_of(label)) is not None), None)
+
+    def now(self, call: Call) -> Call:
+        """A sent message as it stands now, its edits applied."""
+        key = (int(call.params["chat_id"]), int(call.result["message_id"]))
+        return self.message(*key) if key in self.messages else call
+
+    def message(self, chat_id: int, message_id: int) -> Call:
+        """A message the bot sent, as it stands after its edits (text and buttons)."""
+        current = self.messages[(int(chat_id), int(message_id))]
+        return Call("message", {"chat_id": chat_id, "text": current["text"],
+                                "reply_markup": current.get("reply_markup")}, current)
+
+    def edits(self, chat_id: int, message_id: int) -> list[Call]:
+        """The editMessageText calls that changed this message, in order."""
+        return [c for c in self.calls if c.method == "editMessageText"
+                and str(c.params["chat_id"]) == str(chat_id)
+                and str(c.params["message_id"]) == str(message_id)]
+
+    def answers(self, user_id: int | None = None) -> list[str]:
+        """The texts shown to people in answer to their button presses (answerCallbackQuery;
+        "" when none)."""
+        return [str(c.params.get("text") or "") for c in self.calls
+                if c.method == "answerCallbackQuery"
+                and (user_id is None
+                     or self._queries.get(str(c.params.get("callback_query_id"))) == user_id)]
 
     def fail_next(self, method: str, code: int, description: str,
                   parameters: dict[str, Any] | None = None) -> None:
@@ -169,12 +215,46 @@ class FakeTelegram:
                 return JSONResponse(body, status_code=code)
         if method == "getUpdates":
             return JSONResponse({"ok": True, "result": await self._get_updates(params)})
-        result = self._result(method, params)
+        if method == "sendMessage" and (wait := self._flood(params)) is not None:
+            self.calls.append(Call(method + "!flooded", params))
+            return JSONResponse({"ok": False, "error_code": 429,
+                                 "description": f"Too Many Requests: retry after {wait}",
+                                 "parameters": {"retry_after": wait}}, status_code=429)
+        try:
+            result = self._result(method, params)
+        except _Refused as refused:  # as the Bot API answers an edit it cannot make
+            self.calls.append(Call(method + "!failed", params))
+            return JSONResponse({"ok": False, "error_code": 400,
+                                 "description": refused.description}, status_code=400)
         self.calls.append(Call(method, params, result))
         if method == "sendMessage":
             self.last_sent_at = time.monotonic()
             self.first_sent_at = self.first_sent_at or self.last_sent_at
         return JSONResponse({"ok": True, "result": result})
+
+    def _flood(self, params: dict[str, Any]) -> int | None:
+        """Seconds to wait if this message would go over a limit (then it is refused), else
+        None (and it is counted)."""
+        now = time.time()
+        paid = bool(self.paid_limit) and params.get("allow_paid_broadcast") in (True, "true")
+        for window in (self._free_window, self._all_window):
+            while window and window[0] <= now - 1.0:
+                window.popleft()
+        full = None
+        if paid and len(self._all_window) >= self.paid_limit:
+            full = self._all_window
+        elif not paid and self.limit and len(self._free_window) >= self.limit:
+            full = self._free_window
+        elif self.paid_limit and len(self._all_window) >= self.paid_limit:
+            full = self._all_window
+        if full is not None:
+            self.flooded += 1
+            return max(1, math.ceil(full[0] + 1.0 - now))
+        if not paid:
+            self._free_window.append(now)
+        self._all_window.append(now)
+        self.arrivals.append((now, paid))
+        return None
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = int(params.get("offset") or 0)
@@ -198,14 +278,44 @@ class FakeTelegram:
         if method == "deleteWebhook":
             self.webhook = {}
             return True
-        if method in ("sendMessage", "editMessageText"):
+        if method == "getWebhookInfo":
+            return {"url": self.webhook.get("url", ""), "has_custom_certificate": False,
+                    "pending_update_count": len(self._updates)}
+        if method == "sendMessage":
             message = {"message_id": next(self._message_ids), "date": int(time.time()),
                        "chat": {"id": int(params["chat_id"]), "type": "private"},
                        "from": BOT, "text": params.get("text", "")}
             if params.get("reply_markup"):
                 message["reply_markup"] = params["reply_markup"]
+            self.messages[(int(params["chat_id"]), message["message_id"])] = message
             return message
+        if method == "editMessageText":
+            return self._edit_text(params)
+        if method == "editMessageReplyMarkup":
+            key = (int(params.get("chat_id") or 0), int(params.get("message_id") or 0))
+            if key in self.messages:
+                edited = {**self.messages[key], "reply_markup": params.get("reply_markup")}
+                self.messages[key] = edited
+                return edited
         return True
+
+    def _edit_text(self, params: dict[str, Any]) -> dict[str, Any]:
+        """As the Bot API: the message must exist and change; without `reply_markup` it
+        loses its buttons."""
+        key = (int(params.get("chat_id") or 0), int(params.get("message_id") or 0))
+        current = self.messages.get(key)
+        if current is None:
+            raise _Refused("Bad Request: message to edit not found")
+        edited = {**current, "text": params.get("text", ""),
+                  "reply_markup": params.get("reply_markup") or None,
+                  "edit_date": int(time.time())}
+        if (edited["text"], edited["reply_markup"]) == (current["text"],
+                                                        current.get("reply_markup")):
+            raise _Refused("Bad Request: message is not modified: specified new message "
+                           "content and reply markup are exactly the same as a current "
+                           "content and reply markup of the message")
+        self.messages[key] = edited
+        return edited
 
     async def inject(self, request: Request) -> Response:
         """`POST /fake/say` with [[user id, text], ...]: people write, in this order.
@@ -239,15 +349,32 @@ class FakeTelegram:
         return JSONResponse(body)
 
     async def transcript(self, request: Request) -> Response:
-        """`GET /fake/sent?chat=ID`: what the bot sent to that person, with the buttons."""
+        """`GET /fake/sent?chat=ID`: what the bot sent to that person, with the buttons (and,
+        under "now", the message as it stands after edits)."""
         chat = request.query_params.get("chat")
-        return JSONResponse([{"text": c.text, "buttons": [label for label, _ in c.buttons]}
-                             for c in self.sent(int(chat) if chat else None)])
+        found = []
+        for c in self.sent(int(chat) if chat else None):
+            entry: dict[str, Any] = {"text": c.text, "buttons": [label for label, _ in c.buttons]}
+            now = self.now(c)
+            if (now.text, now.buttons) != (c.text, c.buttons):  # edited since: as it is now
+                entry["now"] = {"text": now.text, "buttons": [label for label, _ in now.buttons]}
+            found.append(entry)
+        return JSONResponse(found)
 
     async def summary(self, request: Request) -> Response:
         sent = self.sent()
         return JSONResponse({"sent": len(sent), "chats": len({c.params["chat_id"] for c in sent}),
-                             "first_at": self.first_sent_at, "last_at": self.last_sent_at})
+                             "first_at": self.first_sent_at, "last_at": self.last_sent_at,
+                             "flooded": self.flooded})
+
+    async def recorded_arrivals(self, request: Request) -> Response:
+        """`GET /fake/arrivals?since=T`: when each accepted message arrived (time.time()) and
+        whether it was a paid broadcast, from T on; and the 429s flood control sent (when
+        each of those messages arrived)."""
+        since = float(request.query_params.get("since") or 0)
+        refused = [c.at for c in self.calls if c.method == "sendMessage!flooded"]
+        return JSONResponse({"flooded": self.flooded, "refused": refused,
+                             "arrivals": [a for a in self.arrivals if a[0] >= since]})
 
     def asgi(self) -> Starlette:
         return Starlette(routes=[
@@ -256,7 +383,16 @@ class FakeTelegram:
             Route("/fake/press", self.press, methods=["POST"]),
             Route("/fake/sent", self.transcript),
             Route("/fake/summary", self.summary),
+            Route("/fake/arrivals", self.recorded_arrivals),
         ])
+
+
+class _Refused(Exception):
+    """A call the Bot API answers with 400 (an edit of a missing or unchanged message)."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
 
 
 def _decode(value: Any) -> Any:
@@ -271,14 +407,24 @@ def _decode(value: Any) -> Any:
 def main() -> None:
     """`python -m bot.testing.fake_telegram --port 8082`: a fake Bot API on loopback."""
     import argparse
+    import gc
 
     import uvicorn
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--port", type=int, default=8082)
+    parser.add_argument("--limit", type=int, default=0, metavar="N",
+                        help="429 beyond N messages in any second (default 0: no limit)")
+    parser.add_argument("--paid-limit", type=int, default=0, metavar="N",
+                        help="N a second for paid broadcasts (allow_paid_broadcast; 0: off)")
     args = parser.parse_args()
     print(f"fake Telegram Bot API on http://127.0.0.1:{args.port} — token {TOKEN}", flush=True)
-    uvicorn.run(FakeTelegram().asgi(), host="127.0.0.1", port=args.port, log_level="warning")
+    fake = FakeTelegram(limit=args.limit, paid_limit=args.paid_limit)
+    if args.limit or args.paid_limit:
+        # It times arrivals to the millisecond: no pause of its own for a garbage collection
+        # (what it keeps, calls and messages, holds no reference cycles).
+        gc.disable()
+    uvicorn.run(fake.asgi(), host="127.0.0.1", port=args.port, log_level="warning")
 
 
 if __name__ == "__main__":

@@ -112,16 +112,18 @@ def test_load_moderate_and_results(tmp_path: Path) -> None:
     assert table.returncode == 0
     assert "0 ballot(s)" in table.stdout and "envelope 500000 €" in table.stdout
     csv_out = votz(tmp_path, "results", "vie-etudiante-2024", "--format", "csv").stdout
-    assert csv_out.splitlines()[0] == "code,title,cost,votes,winner"
+    assert csv_out.splitlines()[0] == "code,title,cost,votes,winner,hidden"
     assert len(csv_out.splitlines()) == 13
     assert votz(tmp_path, "results", "nope").returncode == 2
     pending = votz(tmp_path, "proposals", "list", "vie-etudiante-2024", "--status",
                    "submitted").stdout
     assert pending == ""
-    # One of the 2024 campaign (its vote is over: a proposal can still be rejected).
+    # One of the 2024 campaign: its vote is over, its ballot stays what voters saw.
     first = next(iter(_codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout)))
-    rejected = votz(tmp_path, "proposals", "reject", first, "--reason", "duplicate").stdout
-    assert rejected.strip() == "1 proposal(s) rejected (their authors will be told)"
+    rejected = votz(tmp_path, "proposals", "reject", first, "--reason", "duplicate")
+    assert rejected.returncode == 1
+    assert rejected.stderr.strip() == (f"error: {first}: its vote has opened: it can no longer "
+                                       "be rejected, only hidden (with a reason)")
     wrong = votz(tmp_path, "proposals", "reject", "P2", "--reason", "boring")
     assert wrong.returncode == 2 and "invalid choice: 'boring'" in wrong.stderr
 
@@ -147,28 +149,84 @@ def test_privacy_erase_and_purge(tmp_path: Path) -> None:
     assert votz(tmp_path, "privacy", "erase", "console", "+33600000002").returncode == 1
 
 
-def test_broadcast_preview_then_send(tmp_path: Path) -> None:
-    onboard = "bonjour\n1\n1\n3\n31000\n"
-    for n in range(3):
-        assert votz(tmp_path, "chat", "--as", f"+3360000000{n}", stdin=onboard).returncode == 0
-    text = "Le vote du budget étudiant est ouvert : envoyez VOTER."
-    nobody = votz(tmp_path, "broadcast", "--text", text)
-    assert "sms fr:   GSM-7, 1 segment(s) × 0 recipient(s) = 0" in nobody.stdout
-    # Two of them as if they had signed up by SMS (the console is never broadcast to).
+def test_broadcast_preview_confirm_follow_cancel(tmp_path: Path) -> None:
+    """A staff member's broadcast from the CLI: targeted preview with cost, no queueing
+    without a yes, queued once, listed, followed to the end, a second one cancelled, a
+    third scheduled for later."""
     import sqlite3
 
+    onboard = "bonjour\n1\n1\n{age}\n{postcode}\n"
+    people = [("+33600000000", "3", "31000"), ("+33600000001", "3", "48000"),
+              ("+33600000002", "4", "48000"), ("+33600000003", "3", "48000")]
+    for address, age, postcode in people:
+        assert votz(tmp_path, "chat", "--as", address,
+                    stdin=onboard.format(age=age, postcode=postcode)).returncode == 0
+    text = "Le vote du budget étudiant est ouvert : envoyez VOTER."
+    nobody = votz(tmp_path, "broadcast", "--text", text)
+    assert nobody.returncode == 1  # the console is never broadcast to
+    assert "recipients: 0" in nobody.stdout and "nothing queued" in nobody.stdout
+    # As if they had signed up by SMS; the last one on Telegram.
     with sqlite3.connect(tmp_path / "votz.db") as db:
-        db.execute("UPDATE participants SET channel = 'sms' WHERE address != '+33600000002'")
-    shown = votz(tmp_path, "broadcast", "--text", text)
+        db.execute("UPDATE participants SET channel = 'sms'")
+        db.execute("UPDATE participants SET channel = 'telegram', address = '42' "
+                   "WHERE address = '+33600000003'")
+    lozere = ("--departement", "48", "--age", "18-25")
+    shown = votz(tmp_path, "broadcast", "--text", text, *lozere)
     assert shown.returncode == 0, shown.stderr
-    assert "sms       2 recipient(s)" in shown.stdout
-    assert "console" not in shown.stdout
-    assert "sms fr:   GSM-7, 1 segment(s) × 2 recipient(s) = 2" in shown.stdout
-    assert shown.stdout.rstrip().endswith("preview only: add --send to queue it")
-    sent = votz(tmp_path, "broadcast", "--text", text, "--send")
-    assert "queued 2 message(s)" in sent.stdout
-    again = votz(tmp_path, "broadcast", "--text", text, "--send")
-    assert "queued 0 message(s)" in again.stdout
+    assert "audience: dép. 48 · 18-25 ans" in shown.stdout
+    assert "recipients: 2" in shown.stdout
+    assert "sms       1 (fr 1)" in shown.stdout and "telegram  1 (fr 1)" in shown.stdout
+    assert "sms fr: GSM-7, 1 segment(s) × 1 = 1" in shown.stdout
+    assert "estimated cost: 0.08 €" in shown.stdout
+    assert shown.stdout.rstrip().endswith("not sent: add --yes to queue it without being asked")
+    with sqlite3.connect(tmp_path / "votz.db") as db:
+        assert db.execute("SELECT count(*) FROM outbox WHERE broadcast_id IS NOT NULL"
+                          ).fetchone() == (0,)
+    sent = votz(tmp_path, "broadcast", "--text", text, *lozere, "--yes", "--by", "claire")
+    assert "broadcast #1: 2 message(s) queued" in sent.stdout, sent.stdout + sent.stderr
+    again = votz(tmp_path, "broadcast", "--text", text, *lozere, "--yes")
+    assert "broadcast #1 was created before" in again.stdout
+    listed = votz(tmp_path, "broadcast", "list")
+    assert listed.stdout.startswith("#1    sending") and "claire" in listed.stdout
+
+    # Followed while it goes: the progress bar ends when the last message has left.
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "bot", "broadcast", "status", "1", "--follow", "--every", "0.2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
+        env={"PATH": os.environ["PATH"], "COLUMNS": "100", "PYTHONUNBUFFERED": "1",
+             "VOTZ_DATABASE_URL": f"sqlite:///{tmp_path / 'votz.db'}"})
+    try:
+        assert follow.stdout is not None
+        while not follow.stdout.readline().startswith("text:"):  # following it now
+            assert follow.poll() is None
+        with sqlite3.connect(tmp_path / "votz.db") as db:
+            db.execute("UPDATE outbox SET status = 'delivered' WHERE broadcast_id = 1")
+        out, err = follow.communicate(timeout=60)
+    finally:
+        follow.kill()
+    assert follow.returncode == 0, err
+    assert "#1 done: 2 queued, 2 sent (2 delivered), 0 failed, 0 cancelled, 0 remaining" in out
+    assert "2/2" in out  # the bar, complete
+
+    second = votz(tmp_path, "broadcast", "--text", "Deuxième message", "--yes")
+    assert "broadcast #2: 4 message(s) queued" in second.stdout
+    with sqlite3.connect(tmp_path / "votz.db") as db:  # one left before the cancel
+        db.execute("UPDATE outbox SET status = 'sent' WHERE id = (SELECT min(id) FROM "
+                   "outbox WHERE broadcast_id = 2)")
+    cancelled = votz(tmp_path, "broadcast", "cancel", "2")
+    assert cancelled.returncode == 0, cancelled.stderr
+    assert "#2 cancelled: 4 queued, 1 sent (0 delivered), 0 failed, 3 cancelled, 0 remaining" \
+        in cancelled.stdout
+    later = votz(tmp_path, "broadcast", "--text", "Plus tard", "--at", "2099-12-12 18:30",
+                 "--yes")
+    assert "broadcast #3 scheduled for 2099-12-12 18:30" in later.stdout, later.stdout
+    status = votz(tmp_path, "broadcast", "status", "3")
+    assert "#3 scheduled: 0 queued" in status.stdout
+    wrong = votz(tmp_path, "broadcast", "--text", "x", "--departement", "75", "--age", "12")
+    assert wrong.returncode == 2
+    assert "unknown département '75': one of 09, 11, 12" in wrong.stderr
+    assert votz(tmp_path, "broadcast", "--text", "x", "--at", "demain").returncode == 2
+    assert "no broadcast #9" in votz(tmp_path, "broadcast", "status", "9").stderr
 
 
 def test_campaign_link_and_qr_code(tmp_path: Path) -> None:
@@ -232,9 +290,9 @@ def test_broadcast_channel_must_be_one_votz_sends_on(tmp_path: Path) -> None:
                 "'telegram')") in refused.stderr
         assert refused.stdout == ""
     shown = votz(tmp_path, "broadcast", "--text", "x", "--channel", "sms")
-    assert shown.returncode == 0, shown.stderr
-    assert "sms fr:" in shown.stdout and "telegram" not in shown.stdout
-    assert "--channel CHANNEL    only this channel: sms, telegram" in votz(
+    assert shown.returncode == 1, shown.stderr  # nobody yet
+    assert "audience: SMS" in shown.stdout and "telegram" not in shown.stdout
+    assert "--channel CHANNEL     only this channel: sms, telegram" in votz(
         tmp_path, "broadcast", "--help").stdout
 
 
@@ -243,58 +301,77 @@ def _codes(listing: str) -> dict[str, str]:
     return {line.split()[0]: line.split()[1] for line in listing.splitlines()}
 
 
-def test_moderation_names_every_code_it_could_not_act_on(tmp_path: Path) -> None:
-    assert votz(tmp_path, "campaigns", "load", str(ROOT / "campaigns")).returncode == 0
+def _to_consultation(tmp_path: Path, codes: list[str]) -> None:
+    """Move proposals to the youth consultation, whose vote opens in 41 days, as if just
+    sent in there (moderation decides freely until a vote opens)."""
     import sqlite3
 
+    with sqlite3.connect(tmp_path / "votz.db") as db:
+        for code in codes:
+            db.execute("UPDATE proposals SET status = 'submitted', campaign_id = (SELECT id "
+                       "FROM campaigns WHERE slug = 'consultation-jeunes') WHERE id = ?",
+                       (int(code[1:]),))
+
+
+def test_moderation_names_every_code_it_could_not_act_on(tmp_path: Path) -> None:
+    assert votz(tmp_path, "campaigns", "load", str(ROOT / "campaigns")).returncode == 0
     first = next(iter(_codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout)))
-    with sqlite3.connect(tmp_path / "votz.db") as db:  # as if just sent in by someone
-        db.execute("UPDATE proposals SET status = 'submitted' WHERE id = ?", (int(first[1:]),))
+    _to_consultation(tmp_path, [first])
     done = votz(tmp_path, "proposals", "publish", first, "P999", "P998")
     assert done.returncode == 1
     assert done.stdout.strip() == "1 proposal(s) published (their authors will be told)"
     assert done.stderr.splitlines() == ["error: P999: no such proposal",
                                         "error: P998: no such proposal"]
-    assert _codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout)[first] \
+    assert _codes(votz(tmp_path, "proposals", "list", "consultation-jeunes").stdout)[first] \
         == "published"
     not_codes = votz(tmp_path, "proposals", "reject", first, "abc")
     assert not_codes.returncode == 2
     assert not_codes.stderr.strip() == f"error: proposal codes look like P12: {first} abc"
-    assert _codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout)[first] \
+    assert _codes(votz(tmp_path, "proposals", "list", "consultation-jeunes").stdout)[first] \
         == "published"
 
 
 def test_proposals_list_shows_each_status(tmp_path: Path) -> None:
     assert votz(tmp_path, "campaigns", "load", str(ROOT / "campaigns")).returncode == 0
-    import sqlite3
-
-    codes = list(_codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout))
-    with sqlite3.connect(tmp_path / "votz.db") as db:
-        db.execute("UPDATE proposals SET status = 'submitted' WHERE id = ?",
-                   (int(codes[0][1:]),))
+    codes = list(_codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout))[:3]
+    _to_consultation(tmp_path, codes)
     assert votz(tmp_path, "proposals", "reject", codes[1]).returncode == 0
-    listed = _codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout)
-    assert [listed[c] for c in codes[:3]] == ["submitted", "rejected", "published"]
-    only = votz(tmp_path, "proposals", "list", "vie-etudiante-2024", "--status", "submitted")
+    assert votz(tmp_path, "proposals", "publish", codes[2]).returncode == 0
+    listed = _codes(votz(tmp_path, "proposals", "list", "consultation-jeunes").stdout)
+    assert [listed[c] for c in codes] == ["submitted", "rejected", "published"]
+    only = votz(tmp_path, "proposals", "list", "consultation-jeunes", "--status", "submitted")
     assert _codes(only.stdout) == {codes[0]: "submitted"}
 
 
-def test_published_proposal_cannot_be_rejected_while_its_vote_is_open(tmp_path: Path) -> None:
+def test_the_ballot_is_frozen_once_its_vote_has_opened(tmp_path: Path) -> None:
+    """No rejecting what voters may have chosen (during the vote or after it), and no new
+    proposal on a ballot some have already filled in; hiding stays possible."""
     assert votz(tmp_path, "campaigns", "load", str(ROOT / "campaigns")).returncode == 0
-    voting = next(iter(_codes(votz(tmp_path, "proposals", "list", "vie-etudiante-demo").stdout)))
+    voting = list(_codes(votz(tmp_path, "proposals", "list", "vie-etudiante-demo").stdout))
     closed = next(iter(_codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout)))
-    done = votz(tmp_path, "proposals", "reject", voting, closed, "P999", "--reason", "duplicate")
+    done = votz(tmp_path, "proposals", "reject", voting[0], closed, "P999", "--reason",
+                "duplicate")
     assert done.returncode == 1
-    assert done.stdout.strip() == "1 proposal(s) rejected (their authors will be told)"
+    assert done.stdout.strip() == "0 proposal(s) rejected (their authors will be told)"
     assert done.stderr.splitlines() == [
-        f"error: {voting}: its vote is open; it can no longer be rejected",
+        f"error: {voting[0]}: its vote has opened: it can no longer be rejected, only hidden "
+        "(with a reason)",
+        f"error: {closed}: its vote has opened: it can no longer be rejected, only hidden "
+        "(with a reason)",
         "error: P999: no such proposal"]
-    assert _codes(votz(tmp_path, "proposals", "list", "vie-etudiante-demo").stdout)[voting] \
+    assert _codes(votz(tmp_path, "proposals", "list", "vie-etudiante-demo").stdout)[voting[0]] \
         == "published"
-    assert _codes(votz(tmp_path, "proposals", "list", "vie-etudiante-2024").stdout)[closed] \
-        == "rejected"
-    # Publishing during the vote stays possible.
-    assert votz(tmp_path, "proposals", "publish", voting).returncode == 0
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "votz.db") as db:  # sent in late, still waiting
+        db.execute("UPDATE proposals SET status = 'submitted' WHERE id = ?",
+                   (int(voting[1][1:]),))
+    late = votz(tmp_path, "proposals", "publish", voting[1])
+    assert late.returncode == 1
+    assert late.stderr.strip() == (f"error: {voting[1]}: its vote has opened: the ballot can "
+                                   "no longer get new proposals")
+    hidden = votz(tmp_path, "proposals", "hide", voting[0], "--reason", "offensive")
+    assert hidden.returncode == 0, hidden.stderr
 
 
 def test_privacy_addresses_as_people_write_them(tmp_path: Path) -> None:
@@ -360,3 +437,80 @@ def test_results_by_needs_csv(tmp_path: Path) -> None:
         assert refused.stdout == ""
     csv_out = votz(tmp_path, "results", "vie-etudiante-2024", "--format", "csv", "--by", "age")
     assert csv_out.returncode == 0 and csv_out.stdout.splitlines()[0] == "age_bracket,ballots"
+
+
+CHECKED = {  # five broken campaign files and a good one
+    "a-good.yaml": "slug: good\nkind: poll\ntitle: {fr: Sondage}\nsummary: {fr: Un sondage.}\n"
+                   "phases:\n  vote: {start: 2026-03-01, end: 2026-03-31}\n"
+                   "ballot: {method: single}\n",
+    "b-fields.yaml": "slug: Mauvais Nom\nkind: referendum\ntitle: {fr: Sondage}\n"
+                     "summary: {fr: Un sondage.}\ncolour: red\nphases:\n  vote:\n"
+                     "    start: 2026-02-30\n    end: 2026-03-31\nballot:\n  method: up_to\n"
+                     "  max_choices: 0\n",
+    "c-syntax.yaml": "slug: syntax\nkind: poll\ntitle: {fr: Sondage\nsummary: {fr: Un sondage.}\n",
+    "d-budget.yaml": "slug: budget\nkind: participatory_budget\ntitle: {fr: Budget}\n"
+                     "summary: {fr: Un budget.}\nphases:\n"
+                     "  vote: {start: 2026-03-01, end: 2026-03-31}\nballot: {method: budget}\n",
+    "e-seeds.yaml": "slug: seeds\nkind: participatory_budget\ntitle: {fr: Budget}\n"
+                    "summary: {fr: Un budget.}\nenvelope: 1000\nphases:\n"
+                    "  vote: {start: 2026-03-01, end: 2026-03-31}\nseed_proposals:\n"
+                    "  - {ref: a, title: {fr: Projet A}}\n"
+                    "  - {ref: a, title: {en: Project B}, cost: 100}\n",
+    "f-again.yaml": "slug: good\nkind: poll\ntitle: {fr: Sondage}\nsummary: {fr: Un sondage.}\n"
+                    "phases:\n  vote: {start: 2026-03-01, end: 2026-03-31}\n",
+}
+
+
+def test_campaigns_check_reports_every_error_in_every_file(tmp_path: Path) -> None:
+    folder = tmp_path / "camp"
+    folder.mkdir()
+    for name, text in CHECKED.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    checked = votz(tmp_path, "campaigns", "check", "camp")
+    assert checked.returncode == 1
+    assert checked.stdout.splitlines() == [
+        "good: ok (0 proposals, 2 default reminders)",
+        "camp/b-fields.yaml:1:1: slug: lowercase letters, digits and dashes (2-63)",
+        "camp/b-fields.yaml:2:1: kind: one of participatory_budget, consultation, poll, "
+        "got 'referendum'",
+        "camp/b-fields.yaml:5:1: colour: unknown field",
+        "camp/b-fields.yaml:8:5: phases.vote.start: '2026-02-30' is not a date (YYYY-MM-DD)",
+        "camp/b-fields.yaml:12:3: ballot.max_choices: expected a whole number ≥ 1, got 0",
+        "camp/c-syntax.yaml:4:8: (yaml): expected ',' or '}', but got ':' "
+        "(while parsing a flow mapping at 3:8)",
+        "camp/d-budget.yaml:1:1: envelope: a budget ballot needs an envelope (euros)",
+        "camp/e-seeds.yaml:9:5: seed_proposals[0].cost: campaigns with an envelope need costs",
+        "camp/e-seeds.yaml:10:6: seed_proposals[1].ref: a unique reference is required",
+        "camp/e-seeds.yaml:10:14: seed_proposals[1].title: the French text (fr) is required",
+        "camp/f-again.yaml:1:1: slug: 'good' is also in camp/a-good.yaml",
+    ]
+    assert checked.stderr.strip() == "11 problem(s) in 5 file(s)"
+    # Loading refuses them all, good one included.
+    loaded = votz(tmp_path, "campaigns", "load", "camp")
+    assert loaded.returncode == 2
+    assert loaded.stderr.strip() == (
+        "error: camp/b-fields.yaml: slug: lowercase letters, digits and dashes (2-63) "
+        "(and 10 more problem(s): `votz campaigns check camp` lists them)")
+    assert votz(tmp_path, "campaigns", "list").stdout == ""
+    syntax = votz(tmp_path, "campaigns", "load", "camp/c-syntax.yaml")
+    assert syntax.stderr.strip() == (
+        "error: camp/c-syntax.yaml: (yaml): line 4, column 8: expected ',' or '}', but got ':' "
+        "(while parsing a flow mapping at 3:8)")
+    assert votz(tmp_path, "campaigns", "check", "camp/a-good.yaml").returncode == 0
+
+
+def test_campaigns_check_places_reminder_lengths_and_duplicate_keys(tmp_path: Path) -> None:
+    express = (ROOT / "examples" / "vote-express.yaml").read_text(encoding="utf-8")
+    long = express.replace('ferme dans 3 minutes.', 'ferme dans 3 minutes. ' + 'Vite ! ' * 40)
+    (tmp_path / "long.yaml").write_text(long, encoding="utf-8")
+    twice = express.replace("ballot: {method: single}", "ballot: {method: single}\nkind: poll")
+    (tmp_path / "twice.yaml").write_text(twice.replace("vote-express", "twice"), encoding="utf-8")
+    line = next(n for n, text in enumerate(long.splitlines(), 1) if "ferme dans 3" in text)
+    kind = [n for n, text in enumerate(twice.splitlines(), 1) if text == "kind: poll"][-1]
+    checked = votz(tmp_path, "campaigns", "check", ".")
+    assert checked.returncode == 1
+    lines = checked.stdout.splitlines()
+    assert len(lines) == 2, lines
+    assert lines[0].startswith(f"long.yaml:{line}:7: reminders.closing-soon.text.fr: 3 SMS "
+                               "segments")
+    assert lines[1] == f"twice.yaml:{kind}:1: kind: duplicate key: only the last one counts"

@@ -30,7 +30,7 @@ def test_a_proposal_written_as_a_formula_stays_text_in_the_results_csv(tmp_path:
     exported = votz(tmp_path, "results", "consultation-jeunes", "--format", "csv")
     assert exported.returncode == 0, exported.stderr
     rows = list(csv.reader(io.StringIO(exported.stdout)))
-    assert rows[0] == ["code", "title", "cost", "votes", "winner"]
+    assert rows[0] == ["code", "title", "cost", "votes", "winner", "hidden"]
     titles = {row[0]: row[1] for row in rows[1:]}
     assert titles[code] == "'" + FORMULA
     # Nothing else starts like a formula; counts stay numbers.

@@ -15,7 +15,7 @@ from bot.testing.fake_telegram import TOKEN, FakeTelegram
 from bot.testing.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from bot.testing.server import LocalServer, free_port
 from bot.testing.sms_webhook import signed_form
-from tests.e2e.test_run import ROOT, wait_for
+from tests.e2e.test_run import ROOT, logged, wait_for
 
 EXPRESS = (ROOT / "examples" / "vote-express.yaml").read_text(encoding="utf-8")
 # The example's minutes, in seconds: the vote closes 40 s after loading, the reminder 25 s
@@ -97,6 +97,6 @@ def test_votz_run_sends_the_reminder_then_the_results_on_both_channels(tmp_path:
     assert sms[8].startswith("Vote express : les résultats. Retenus : P")
     assert chat[8].startswith("Vote express : les résultats. Retenus : P")
     assert "P2" in sms[8] or "P1" in sms[8]
-    assert "scheduler.started" in stderr
-    assert stderr.count("event.fired campaign=vote-express event=closing-soon") == 1
-    assert stderr.count("event.fired campaign=vote-express event=results") == 1
+    assert logged(stderr, "scheduler.started") == 1
+    assert logged(stderr, "event.fired", campaign="vote-express", event="closing-soon") == 1
+    assert logged(stderr, "event.fired", campaign="vote-express", event="results") == 1

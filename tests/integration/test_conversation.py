@@ -216,14 +216,13 @@ async def test_idle_conversation_resumes_at_menu(app: App, sender: RecordingSend
     assert "Jusqu'à 3 projets" in await me.say("budget des lycées")
 
 
-async def test_unknown_input_reasks_with_the_options(app: App,
-                                                     sender: RecordingSender) -> None:
+async def test_unknown_input_reasks_briefly_then_offers_help(app: App,
+                                                            sender: RecordingSender) -> None:
     me = Person(app, sender)
     await me.onboard()
-    reply = await me.say("blablabla")
-    assert reply == (f"Je n'ai pas compris. Répondez par un numéro de la liste.\n\n"
-                     f"Que voulez-vous faire ?\n{MENU}")
-    assert "Je n'ai pas compris" in await me.say("9")
+    assert await me.say("blablabla") == "Répondez par un numéro de 1 à 6."
+    assert await me.say("9") == "Répondez par un numéro de 1 à 6, ou AIDE."
+    assert (await me.say("3")).startswith("Voter pour quelle campagne ?")
 
 
 async def test_keywords_before_onboarding_do_not_skip_it(app: App,

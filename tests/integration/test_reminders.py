@@ -60,7 +60,7 @@ async def test_the_vote_closes_at_the_exact_second(village: App, clock: FixedClo
     assert "Votre vote" in await person.say(f"VOTE P{second}")
     clock.now = VOTE_END  # this confirmation arrives one second too late
     late = await person.say("1")
-    assert "n'en est pas à cette étape" in late, late
+    assert "est clos : votre vote n'a pas été enregistré" in late, late
     votes = await village.db.run(lambda conn: conn.execute(select(ballots.c.choices)).all())
     assert [v.choices for v in votes] == [str(first)]
 
@@ -379,11 +379,14 @@ async def test_an_author_hears_their_idea_published_or_rejected_with_the_reason(
     def propose(conn: Any, pid: int) -> int:
         return int(conn.execute(insert(proposals).values(
             campaign_id=campaign.id, author_id=pid, title='{"fr": "Une idée"}',
-            status="submitted", created_at=T0).returning(proposals.c.id)).scalar_one())
+            status="submitted", created_at=T0 - timedelta(days=3)).returning(proposals.c.id)
+        ).scalar_one())
 
     ideas = [await village.db.run(lambda conn, pid=pid: propose(conn, pid))
              for pid in (anne, bob)]
-    clock.now = datetime(2026, 3, 10, 20, 30, tzinfo=UTC)  # 21:30 in Paris
+    # Monday 21:30 in Paris, the evening before the vote opens (moderation decides freely
+    # until then), after the SMS window has closed.
+    clock.now = datetime(2026, 3, 9, 20, 30, tzinfo=UTC)
     notify = moderation.Notify(village.i18n, village.dispatcher.windows, clock.now)
     done = await moderation.publish(village.db, [f"P{ideas[0]}"], notify=notify)
     assert done.complete
@@ -394,7 +397,7 @@ async def test_an_author_hears_their_idea_published_or_rejected_with_the_reason(
     assert told[anne].text == village.i18n["fr"]("outcome.published", code=f"P{ideas[0]}",
                                                  campaign="Budget du village")
     assert village.i18n["en"]("reason.off_topic") in told[bob].text
-    assert told[anne].next_attempt_at == datetime(2026, 3, 11, 8, 0, tzinfo=UTC)  # SMS: 09:00
+    assert told[anne].next_attempt_at == datetime(2026, 3, 10, 8, 0, tzinfo=UTC)  # SMS: 09:00
     assert told[bob].next_attempt_at == clock.now  # Telegram: no window by default
     await village.dispatcher.drain()
     assert [a for a, _ in senders["telegram"].sent] == ["9999"]

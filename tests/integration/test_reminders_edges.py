@@ -23,7 +23,7 @@ from bot.domain.campaigns import parse_campaign
 from bot.scheduling import events as events_module
 from bot.scheduling.scheduler import Scheduler
 from bot.staff import campaigns as staff_campaigns
-from bot.staff.broadcasts import Audience, queue_broadcast
+from bot.staff.broadcasts import Audience, compose, create
 from bot.store.tables import ballot_drafts, outbox
 from tests.conftest import FixedClock
 from tests.integration.reminders import (
@@ -46,10 +46,10 @@ async def test_a_reply_is_not_held_behind_a_due_bulk_backlog(village: App,
                                                              clock: FixedClock) -> None:
     for n in range(30):
         await add_person(village, f"+336000{n:05d}")
-    queued = await village.db.run(lambda conn: queue_broadcast(
-        conn, "info", Audience(channel="sms"), {"fr": "Info", "en": "", "oc": ""}, clock.now,
-        i18n=village.i18n, windows=village.dispatcher.windows))
-    assert queued == 30  # Tuesday 11:00: inside the SMS window, due now
+    composed = await compose(village.db, {"fr": "Info"}, Audience(channel="sms"), now=clock.now)
+    made = await create(village.db, composed, by="test", now=clock.now, i18n=village.i18n,
+                        windows=village.dispatcher.windows)
+    assert made.total == 30  # Tuesday 11:00: inside the SMS window, due now
 
     def reply_to(conn: Any, address: str) -> None:
         conn.execute(insert(outbox).values(**queue_values(

@@ -357,7 +357,7 @@ async def test_migrations_are_idempotent(app: App, clock: FixedClock,
 
 
 async def test_broadcast_preview_and_idempotent_send(app: App, sender: RecordingSender) -> None:
-    from bot.staff.broadcasts import Audience, preview, queue_broadcast
+    from bot.staff.broadcasts import Audience, compose, create, preview
 
     sms = RecordingSender("sms")
     app.dispatcher.add_sender("sms", sms)
@@ -366,23 +366,26 @@ async def test_broadcast_preview_and_idempotent_send(app: App, sender: Recording
         await person.onboard(age="2" if n < 2 else "4", language="3" if n == 0 else "1")
     await people[3].say("STOP")
     await Person(app, sender, address="console-person").onboard()  # never queued to
-    ideas = app.pipeline.catalog.by_slug("ideas")  # for 15-25 year olds
     texts = {"fr": "Nouvelle campagne : « Tes idées » – réponds vite !",
              "oc": "Novèla campanha : respondètz lèu !"}
-    youth = Audience(campaign=ideas)
+    youth = Audience(campaign="ideas")  # for 15-25 year olds
     seen = await app.db.run(lambda c: preview(c, youth, texts))
     assert seen.recipients == {"sms": 2}
     assert (seen.costs["sms"]["fr"].encoding, seen.costs["sms"]["fr"].segments) == ("GSM-7", 1)
     everyone = await app.db.run(lambda c: preview(c, Audience(), texts))
     assert everyone.recipients == {"sms": 3}  # consented and not stopped, not the console
 
-    def queue(c):  # type: ignore[no-untyped-def]
-        return queue_broadcast(c, "k1", youth, texts, app.clock(), i18n=app.i18n,
-                               windows=app.dispatcher.windows)
+    async def queue() -> int:
+        composed = await compose(app.db, texts, youth, now=app.clock())
+        made = await create(app.db, composed, by="test", now=app.clock(), i18n=app.i18n,
+                            windows=app.dispatcher.windows)
+        return made.total
 
-    queued = await app.db.run(queue)
-    again = await app.db.run(queue)
-    assert (queued, again) == (2, 0)
+    queued = await queue()
+    again = await queue()  # the same broadcast, the same day: the same one, queued once
+    assert (queued, again) == (2, 2)
+    assert len(await app.db.run(lambda c: c.execute(
+        select(outbox).where(outbox.c.broadcast_id.is_not(None))).all())) == 2
     before = len(sms.sent)
     await app.dispatcher.drain()  # T0 is a Tuesday at 11:00: inside the SMS window
     got = {address: reply.text for address, reply in sms.sent[before:]}

@@ -72,7 +72,7 @@ def test_reminders_already_as_asked_confirms_without_writing() -> None:
 def test_other_words_are_not_the_reminders_keyword(typed: str) -> None:
     decision = say(typed, State("main.menu"))
     assert decision.effects == ()
-    assert decision.messages[0].key == "common.not_understood"
+    assert decision.messages[0].key == "common.reask"
 
 
 def test_vote_with_codes_still_reads_as_the_vote_keyword() -> None:
@@ -131,11 +131,12 @@ def test_the_language_keyword_still_goes_straight_to_the_language() -> None:
 
 def test_campaign_page_offers_to_follow_or_unfollow() -> None:
     page = State("browse.detail", {"campaign": "cc"})
-    fresh = say("x", page)  # not understood: the page again, with its options
+    # Not understood, on a button channel: a short line and the page's buttons again.
+    fresh = say("x", page, buttons=True)
     assert labels(fresh) == ["Voter", "Suivre cette campagne", "Autres campagnes", "Menu"]
-    declined = say("x", page, following={7: False})  # asked for nothing: may follow again
+    declined = say("x", page, following={7: False}, buttons=True)  # asked for nothing: may follow again
     assert "Suivre cette campagne" in labels(declined)
-    following = say("x", page, following={7: True})
+    following = say("x", page, following={7: True}, buttons=True)
     assert labels(following) == ["Voter", "Ne plus suivre", "Autres campagnes", "Menu"]
 
 

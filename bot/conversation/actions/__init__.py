@@ -65,6 +65,7 @@ BEHAVIOUR = Behaviour(
     vote_shortcut=keywords.vote_shortcut,
     help=main.show_help,
     reminders=settings.set_reminders,
+    report=keywords.report_proposal,
 )
 
 __all__ = ["ACTIONS", "BEHAVIOUR", "LANGUAGE_NAMES", "REGISTRY", "SOURCES", "VIEWS"]

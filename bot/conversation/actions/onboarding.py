@@ -29,10 +29,22 @@ def record_consent(turn: Turn, value: Any) -> str:
     return "declined"
 
 
+def age_span(bracket: str) -> tuple[int, int]:
+    """The ages a bracket holds: `15-17` → (15, 17), `under-15` → (0, 14), `65+` → (65, 130)."""
+    if bracket.startswith("under-"):
+        return 0, int(bracket.removeprefix("under-")) - 1
+    if bracket.endswith("+"):
+        return int(bracket[:-1]), 130
+    low, high = bracket.split("-")
+    return int(low), int(high)
+
+
 def age_brackets(turn: Turn) -> list[Option]:
+    # An age ("16", "j'ai 16 ans") or a bracket as shown ("18-25") is an answer too.
     t = turn.t
     return [
-        Option(id=b, key=str(i), label=t(AGE_LABELS[b])) for i, b in enumerate(AGE_BRACKETS, 1)
+        Option(id=b, key=str(i), label=t(AGE_LABELS[b]), span=age_span(b))
+        for i, b in enumerate(AGE_BRACKETS, 1)
     ]
 
 

@@ -181,12 +181,20 @@ def cast_ballot(turn: Turn, value: Any) -> str:
             turn.effect(DropDraft(campaign.id))
         turn.notice("common.cancelled")
         return "cancelled"
+    # Checked again now, against the rules and phase of this instant: the vote may have
+    # closed, a proposal been hidden, or the campaign reloaded since the ballot was drafted
+    # (the pipeline decides again if its catalog turns out older than what is stored).
+    if not campaign.is_open(Phase.VOTE, turn.now):
+        turn.notice(N_("vote.closed_unrecorded"),
+                    campaign=campaign.text("title", turn.profile.locale))
+        return "refused"
     refusal = may_vote(turn.profile, campaign, turn.now)
     if refusal is not None:
         return refuse(turn, refusal, campaign)
     if lacks_phone(turn, campaign):
         return refuse(turn, Refusal.PHONE, campaign)
     if not check_ballot(turn, campaign, ids):
+        turn.notice(N_("vote.unrecorded"))
         return "refused"
     changed = campaign.id in turn.ctx.ballots
     turn.effect(CastBallot(campaign.id, tuple(ids), turn.profile.age_bracket,
