@@ -40,14 +40,14 @@ class App:
     """Everything one Votz process needs, wired once; also the `Host` channels talk to."""
 
     def __init__(self, settings: Settings, db: Database, i18n: I18n, pipeline: Pipeline,
-                 dispatcher: Dispatcher, clock: Clock) -> None:
+                 dispatcher: Dispatcher, clock: Clock, metrics: Metrics | None = None) -> None:
         self.settings = settings
         self.db = db
         self.i18n = i18n
         self.pipeline = pipeline
         self.dispatcher = dispatcher
         self.clock = clock
-        self.metrics = Metrics()
+        self.metrics = metrics if metrics is not None else Metrics()
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -81,11 +81,13 @@ class App:
         for name in senders or {}:  # imported now, not while the first message waits
             registry.channel(name)
         windows = windows_from_settings(settings)
+        metrics = Metrics()
         dispatcher = Dispatcher(db, senders or {}, clock, instance=settings.instance_name,
+                                metrics=metrics,
                                 windows=windows)
         pipeline = Pipeline(db, engine, i18n, engine_settings, catalog, clock=clock,
                             default_locale=settings.default_locale, on_queued=dispatcher.wake)
-        return cls(settings, db, i18n, pipeline, dispatcher, clock)
+        return cls(settings, db, i18n, pipeline, dispatcher, clock, metrics)
 
     async def handle(self, inbound: Inbound) -> Handled:
         """An inbound message, from any channel, through the pipeline."""

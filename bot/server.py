@@ -32,6 +32,7 @@ from bot.channels.base import Running
 from bot.config import Settings
 from bot.conversation.pipeline import Clock, utcnow
 from bot.delivery.outbox import oldest_due
+from bot.metrics import ErrorCounter
 from bot.scheduling.scheduler import Scheduler
 from bot.supervision import Supervisor
 from bot.web import create_web_app
@@ -157,6 +158,8 @@ class Server:
         previous: dict[int, Any] = {
             signum: signal.signal(signum, on_signal)
             for signum in (signal.SIGINT, signal.SIGTERM)}
+        errors = ErrorCounter(self.app.metrics)  # votz_log_errors_total
+        logging.getLogger().addHandler(errors)
         try:
             await self.start()
             if not self.channels:
@@ -170,3 +173,4 @@ class Server:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             log.info("run.stopped")
+            logging.getLogger().removeHandler(errors)

@@ -59,6 +59,7 @@ from bot.delivery.outbox import (
 )
 from bot.delivery.ratelimit import Budget, shared_budget
 from bot.delivery.windows import ALWAYS, Window, Windows
+from bot.metrics import Metrics
 from bot.store.db import Database
 from bot.store.repo import set_participant_status
 
@@ -88,6 +89,7 @@ class ChannelDispatcher:
                  clock: Callable[[], datetime], *, instance: str, concurrency: int = 4,
                  batch: int = 20, idle: float = 1.0, window: Window = ALWAYS) -> None:
         self.db = db
+        self.metrics: Metrics | None = None  # set by `Dispatcher` (figures for /metrics)
         self.window = window  # bulk rows leave only while it is open; replies any time
         self.channel = channel
         self.sender = sender
@@ -261,16 +263,22 @@ class ChannelDispatcher:
     async def _deliver(self, item: OutboxItem) -> Outcome:
         """Send one message; return what to write about it."""
         units = self.sender.cost(item.reply)
+        waiting = time.monotonic()
         if self.budget is not None:  # a reply takes the next slot, before bulk messages
             await self.budget.take(units, urgent=not item.reply.bulk)
         if self.reply_budget is not None and not item.reply.bulk:
             # The narrower limit last: its slot is when the reply leaves, so its spacing holds.
             await self.reply_budget.take(units, urgent=True)
+        sending = time.monotonic()
+        if self.metrics is not None and sending - waiting > 0.001:
+            self.metrics.rate_waits.labels(self.channel).inc()
+            self.metrics.rate_wait_seconds.labels(self.channel).inc(sending - waiting)
         try:
             result = await self.sender.send(item.address, item.reply)
         except TransientSendError as exc:
             reason, retry_after = exc.reason, exc.retry_after
             log.warning("outbox.retry id=%s reason=%s", item.id, mask_address(reason))
+            self._count("retry", sending, throttled=retry_after is not None or "429" in reason)
             if retry_after is not None and self.budget is not None:
                 # The provider's limit applies to the account (Telegram: the bot), not to
                 # this message: the whole channel waits, in every process.
@@ -280,6 +288,7 @@ class ChannelDispatcher:
             reason, status = exc.reason, exc.participant_status
             log.warning("outbox.failed id=%s reason=%s status=%s", item.id,
                         mask_address(reason), status)
+            self._count("failed", sending)
 
             def failed(conn: Connection) -> None:
                 mark_failed(conn, item.id, reason, self.clock())
@@ -294,8 +303,18 @@ class ChannelDispatcher:
             # again could make a duplicate, so this message is not retried.
             reason = mask_address(f"outcome unknown, not retried: {type(exc).__name__}: {exc}")
             log.exception("outbox.sender_error id=%s", item.id)
+            self._count("failed", sending)
             return lambda conn: mark_failed(conn, item.id, reason, self.clock())
+        self._count("sent", sending)
         return Sent(item.id, result.provider_id, self.clock())
+
+    def _count(self, outcome: str, started: float, *, throttled: bool = False) -> None:
+        if self.metrics is None:
+            return
+        self.metrics.outbound.labels(self.channel, outcome).inc()
+        self.metrics.send_seconds.labels(self.channel).observe(time.monotonic() - started)
+        if throttled:
+            self.metrics.throttled.labels(self.channel).inc()
 
 
 def _line_up(backlog: deque[OutboxItem], items: list[OutboxItem]) -> None:
@@ -317,8 +336,10 @@ class Dispatcher:
 
     def __init__(self, db: Database, senders: Mapping[str, Sender],
                  clock: Callable[[], datetime], *, instance: str = "votz",
-                 concurrency: int = 4, windows: Windows | None = None) -> None:
+                 concurrency: int = 4, windows: Windows | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.db = db
+        self.metrics = metrics
         self.windows = windows or Windows({})
         self.clock = clock
         self.instance = instance
@@ -335,6 +356,7 @@ class Dispatcher:
         self.channels[channel] = ChannelDispatcher(
             self.db, channel, sender, self.clock, instance=self.instance,
             concurrency=self.concurrency, window=self.windows.of(channel))
+        self.channels[channel].metrics = self.metrics
 
     def wake(self) -> None:
         for channel in self.channels.values():

@@ -33,6 +33,7 @@ from sqlalchemy import (
     exists,
     func,
     literal,
+    null,
     or_,
     select,
     true,
@@ -432,7 +433,7 @@ def results_text(conn: Connection, campaign: Campaign) -> ResultsText:
 # --- queueing, set-based ---------------------------------------------------------------------
 
 
-def queue_audience(conn: Connection, *, key_prefix: str, who: ColumnElement[bool],
+def queue_audience(conn: Connection, *, key_prefix: str | None, who: ColumnElement[bool],
                    variants: Sequence[Variant], now: datetime, windows: Windows,
                    campaign: Campaign | None = None, not_after: datetime | None = None,
                    broadcast_id: int | None = None) -> int:
@@ -461,7 +462,9 @@ def queue_audience(conn: Connection, *, key_prefix: str, who: ColumnElement[bool
     leaves = [(participants.c.channel == channel, literal(at, outbox.c.next_attempt_at.type))
               for channel, at in leave_at.items()]
     next_attempt: Any = case(*leaves, else_=literal(now, outbox.c.next_attempt_at.type))
-    key = literal(key_prefix) + cast(participants.c.id, SqlString)
+    # No key: the caller queues the audience once by other means (a staff broadcast's row).
+    key: Any = (literal(key_prefix) + cast(participants.c.id, SqlString) if key_prefix
+                else null())
     query = select(
         participants.c.id, participants.c.channel, participants.c.address, text,
         literal(encode_choices(())), literal(OutboxStatus.QUEUED.value), literal(0),

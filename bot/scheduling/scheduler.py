@@ -130,6 +130,8 @@ class Scheduler:
                                               boundaries(list(campaigns.values())))
             if changed or fired:
                 await app.refresh_catalog()
+            self.app.metrics.bulk_queued.labels("reminder").inc(sum(f.queued for f in fired))
+            self.app.metrics.bulk_queued.labels("nudge").inc(nudged)
             if nudged or broadcast or any(f.queued for f in fired):
                 app.dispatcher.wake()
             self.state.last_tick = now
@@ -141,12 +143,13 @@ class Scheduler:
         """Staff broadcasts whose send time has come, each queued in its own transaction."""
         queued: list[int] = []
         while True:
-            found: int | None = await self.app.db.run(lambda conn: queue_due(
+            found: tuple[int, int] | None = await self.app.db.run(lambda conn: queue_due(
                 conn, now, i18n=self.app.i18n, windows=self.windows))
             if found is None:
                 return tuple(queued)
-            log.info("scheduler.broadcast_queued broadcast=%s", found)
-            queued.append(found)
+            log.info("scheduler.broadcast_queued broadcast=%s messages=%s", *found)
+            self.app.metrics.bulk_queued.labels("broadcast").inc(found[1])
+            queued.append(found[0])
 
     async def next_moment(self) -> datetime | None:
         """The next event due or phase change after now (for the exact-time job); phases

@@ -238,8 +238,8 @@ ballot_drafts = Table(
 )
 
 # A staff broadcast: its texts and audience, when it is to be queued, and what became of it.
-# Its messages are the outbox rows keyed `broadcast:KEY:PARTICIPANT` (progress is counted on
-# that key range, cancelling fails those still queued).
+# Its messages are the outbox rows with its id in `outbox.broadcast_id` (progress is counted on
+# those rows, cancelling turns those still queued into `cancelled`).
 broadcasts = Table(
     "broadcasts",
     metadata,

@@ -230,9 +230,20 @@ async def test_health_and_metrics(sms: Sms) -> None:
     health = (await sms.client.get("/healthz")).json()
     assert health["status"] == "ok" and "problems" not in health
     assert set(health["scheduler"]) == {"running", "last_tick", "ticks", "last_error"}
+    await sms.text("Bonjour", sid="SM" + "7" * 32)
+    await sms.text("Bonjour", sid="SM" + "7" * 32)  # Twilio's retry: a duplicate
+    forged = await sms.client.post("/sms/inbound", data={"From": "0612345678", "Body": "x"})
+    assert forged.status_code == 403
     metrics = (await sms.client.get("/metrics")).text
-    assert "votz_sms_inbound_total 1" in metrics
-    assert 'votz_outbox_messages{status="sent"} 1' in metrics
+    assert "votz_sms_inbound_total 2.0" in metrics
+    assert 'votz_inbound_messages_total{channel="sms",outcome="handled"} 2.0' in metrics
+    assert 'votz_inbound_messages_total{channel="sms",outcome="duplicate"} 1.0' in metrics
+    assert 'votz_webhook_refused_total{channel="sms",reason="signature"} 1.0' in metrics
+    assert 'votz_outbox_messages{status="sent"} 2.0' in metrics
+    assert 'votz_outbound_messages_total{channel="sms",outcome="sent"} 2.0' in metrics
+    assert 'votz_send_seconds_count{channel="sms"} 2.0' in metrics
+    assert 'votz_outbox_oldest_due_seconds{kind="reply"} 0.0' in metrics
+    assert "# TYPE votz_send_seconds histogram" in metrics
 
 
 async def test_twilio_calls_go_through_the_proxy_from_the_environment(
