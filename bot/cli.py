@@ -664,8 +664,8 @@ async def db_copy(args: argparse.Namespace) -> int:
     if different:
         print(f"error: {len(different)} table(s) differ after the copy", file=sys.stderr)
         return 1
-    print(f"copied {sum(c.rows for c in copied)} rows from {masked_url(source)} to "
-          f"{masked_url(target)}: every table has the same rows and checksum")
+    print(f"copied {sum(c.rows for c in copied)} rows from {masked_url(args.source)} to "
+          f"{masked_url(args.target)}: every table has the same rows and checksum")
     return 0
 
 

@@ -32,6 +32,7 @@ from bot.channels.base import Running
 from bot.config import Settings
 from bot.conversation.pipeline import Clock, utcnow
 from bot.delivery.outbox import oldest_due
+from bot.errors import ConfigError
 from bot.metrics import ErrorCounter
 from bot.scheduling.scheduler import Scheduler
 from bot.supervision import Supervisor
@@ -42,6 +43,20 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("votz.run")
 HEALTH_DB_SECONDS = 3.0  # a database that does not answer /healthz's query within this is down
+
+
+def _check_port(host: str, port: int) -> None:
+    """A clear error for an address Votz cannot listen on (another process has it)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror} (another "
+                              "`votz run`? set VOTZ_HTTP_PORT, or stop the other process)"
+                              ) from None
 
 
 class Server:
@@ -158,6 +173,7 @@ class Server:
         previous: dict[int, Any] = {
             signum: signal.signal(signum, on_signal)
             for signum in (signal.SIGINT, signal.SIGTERM)}
+        _check_port(settings.http_host, settings.http_port)  # before anything starts
         errors = ErrorCounter(self.app.metrics)  # votz_log_errors_total
         logging.getLogger().addHandler(errors)
         try:

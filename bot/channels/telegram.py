@@ -35,7 +35,15 @@ from telegram import (
     ReplyKeyboardMarkup,
     Update,
 )
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError, TimedOut
+from telegram.error import (
+    BadRequest,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
 
 from bot.channels.aiohttp_request import AiohttpRequest
 from bot.channels.base import (
@@ -504,7 +512,16 @@ def _open(settings: Settings, host: Host) -> Running:
     routes = TelegramWebhook(receiver, host).routes()
 
     async def started() -> str:
-        await receiver.start()
+        try:
+            await receiver.start()
+        except InvalidToken:
+            raise ConfigError("Telegram refuses VOTZ_TELEGRAM_TOKEN: ask @BotFather for the "
+                              "bot's token (/mybots → API Token)") from None
+        except NetworkError as exc:
+            where = settings.telegram_api_url or "https://api.telegram.org"
+            raise ConfigError(f"cannot reach the Telegram Bot API at {where} ({exc.message}): "
+                              "check the network, HTTPS_PROXY or VOTZ_TELEGRAM_API_URL"
+                              ) from None
         me = await bot.get_me()
         return f"channel.telegram.started bot=@{me.username} mode={settings.telegram_mode}"
 

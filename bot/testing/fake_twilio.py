@@ -189,8 +189,12 @@ def main() -> None:
                         help="wait this long before answering each send (default 0)")
     parser.add_argument("--limit", type=float, default=0.0, metavar="SEGMENTS",
                         help="429 (20429) beyond this many segments in any second (0: none)")
+    parser.add_argument("--number", action="append", default=[], metavar="NUMBER=URL",
+                        help="a number of the account and its incoming webhook (votz doctor "
+                             "checks it), e.g. +33756000000=https://votz.example.org/sms/inbound")
     args = parser.parse_args()
-    fake = FakeTwilio(echo=not args.quiet, latency=args.latency, limit=args.limit)
+    fake = FakeTwilio(echo=not args.quiet, latency=args.latency, limit=args.limit,
+                      incoming=dict(n.split("=", 1) for n in args.number))
     print(f"fake Twilio API on http://{args.host}:{args.port} — account {ACCOUNT_SID}, "
           f"auth token {AUTH_TOKEN}", flush=True)
     uvicorn.run(fake.asgi(), host=args.host, port=args.port, log_level="warning")
