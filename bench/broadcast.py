@@ -121,7 +121,7 @@ async def prepare(url: str, people: int) -> dict[str, float]:
         made = await broadcasts.create(app.db, broadcast, by="bench", now=now, i18n=app.i18n,
                                        windows=app.dispatcher.windows)
         enqueue = time.perf_counter() - started
-        started = time.perf_counter()  # create() ends with this count: how much of it
+        started = time.perf_counter()  # what one progress count of it costs (staff follow it)
         await broadcasts.progress(app.db, made.id, now=now)
         counted = time.perf_counter() - started
         if app.db.dialect == "postgresql":  # as autovacuum would, before the first claims
@@ -278,8 +278,8 @@ def report(name: str, where: str, prepared: dict[str, Any], drains: list[dict[st
           f"(set-based, not a target)")
     verdict = "within" if enqueue <= ENQUEUE_TARGET_S or name != "sqlite" else "OVER"
     print(f"  broadcast created: {prepared['queued']:,} messages queued in {enqueue:.2f} s "
-          f"(target on SQLite {ENQUEUE_TARGET_S:g} s: {verdict}); of which its progress "
-          f"count at the end about {prepared['progress_s']:.2f} s")
+          f"(target on SQLite {ENQUEUE_TARGET_S:g} s: {verdict}); counting its progress "
+          f"once takes {prepared['progress_s']:.2f} s")
     for d in drains:
         mode: Mode = d["mode"]
         share = d["rate"] / mode.limit
