@@ -53,6 +53,7 @@ sys.path[0] = str(ROOT)
 from sqlalchemy import bindparam, text  # noqa: E402
 
 from bench.faults import fresh_database, wait_until  # noqa: E402
+from bench.reminders import _case  # noqa: E402
 from bot.app import App  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.delivery.ratelimit import PACE  # noqa: E402
@@ -70,11 +71,6 @@ FREE, PAID = 30, 1000  # Telegram's limits, messages a second: free, and paid br
 TEXTS = {"fr": "Le vote du budget participatif est ouvert jusqu'au 19 mars : /voter",
          "en": "The participatory budget vote is open until 19 March: /voter",
          "oc": "Lo vòte del budget participatiu es dobèrt fins al 19 de març : /voter"}
-
-
-def _case(expression: str, values: tuple[str, ...]) -> str:
-    whens = " ".join(f"WHEN {n} THEN '{v}'" for n, v in enumerate(values))
-    return f"CASE ({expression}) % {len(values)} {whens} END"
 
 
 def population_sql(dialect: str) -> str:
