@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import re
 import sys
 import traceback
@@ -866,6 +868,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         outcome: Any = args.run(args)
         if asyncio.iscoroutine(outcome):
             outcome = asyncio.run(outcome)
+        sys.stdout.flush()  # here, where a reader that left is caught (below)
         return int(outcome)
     except (VotzError, CannotOpenDatabase) as exc:
         if args.debug:
@@ -875,3 +878,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `votz proposals list | head`: the reader left; say nothing
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

@@ -48,6 +48,8 @@ from bot.errors import ConfigError
 
 CHANNEL = "sms"
 OPTED_OUT = 21610  # Twilio: "Attempt to send to unsubscribed recipient"
+# Twilio answers 429 (error 20429) without a Retry-After: every process pauses SMS this long.
+TOO_MANY_PAUSE = 1.0
 EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 MAX_FORM_BYTES = 64 * 1024
 log = logging.getLogger("votz.sms")
@@ -156,7 +158,9 @@ class TwilioSender:
             reason = mask_address(f"twilio {exc.status} {exc.code}: {exc.msg}")[:250]
             if exc.code == OPTED_OUT:
                 raise PermanentSendError(reason, participant_status=Status.STOPPED) from None
-            if exc.status == 429 or exc.status >= 500:
+            if exc.status == 429:  # 20429: over the account's rate; no Retry-After given
+                raise TransientSendError(reason, retry_after=TOO_MANY_PAUSE) from None
+            if exc.status >= 500:
                 raise TransientSendError(reason) from None
             raise PermanentSendError(reason) from None
         except (TimeoutError, aiohttp.ClientError) as exc:

@@ -514,3 +514,18 @@ def test_campaigns_check_places_reminder_lengths_and_duplicate_keys(tmp_path: Pa
     assert lines[0].startswith(f"long.yaml:{line}:7: reminders.closing-soon.text.fr: 3 SMS "
                                "segments")
     assert lines[1] == f"twice.yaml:{kind}:1: kind: duplicate key: only the last one counts"
+
+
+def test_a_reader_that_leaves_early_is_no_error(tmp_path: Path) -> None:
+    """`votz proposals list SLUG | head -1`: the pipe closes before Votz has written it all."""
+    assert votz(tmp_path, "campaigns", "load", str(ROOT / "campaigns")).returncode == 0
+    env = {**os.environ, "VOTZ_DATABASE_URL": f"sqlite:///{tmp_path / 'votz.db'}"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot", "proposals", "list", "vie-etudiante-2024"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=tmp_path)
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.close()  # like `head` once it has its lines
+    assert process.wait(timeout=120) == 0
+    with process.stderr:
+        stderr = process.stderr.read().decode()
+    assert "BrokenPipe" not in stderr and "Traceback" not in stderr, stderr

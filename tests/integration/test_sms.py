@@ -12,8 +12,8 @@ from sqlalchemy import select
 from twilio.request_validator import RequestValidator
 
 from bot.app import App
-from bot.channels.base import Reply
-from bot.channels.sms import EMPTY_TWIML, TwilioSender
+from bot.channels.base import Reply, TransientSendError
+from bot.channels.sms import EMPTY_TWIML, TOO_MANY_PAUSE, TwilioSender
 from bot.config import Settings
 from bot.server import Server
 from bot.store.tables import outbox, participants
@@ -174,6 +174,20 @@ async def test_rate_limit_and_server_errors_are_retried(sms: Sms, clock: FixedCl
     await sms.app.dispatcher.drain()
     assert [m.body[:7] for m in sms.fake.messages] == ["Bonjour"]
     assert sms.fake.requests == 3
+
+
+async def test_twilio_429_pauses_the_channel(sms: Sms) -> None:
+    """Twilio's 429 (20429) comes without Retry-After: the sender still asks the dispatcher
+    to pause SMS in every process, not only to retry this message later."""
+    sender = sms.app.dispatcher.channels["sms"].sender
+    sms.fake.fail_next(429, 20429)
+    with pytest.raises(TransientSendError) as refused:
+        await sender.send("+33612345678", Reply("Bonjour"))
+    assert refused.value.retry_after == TOO_MANY_PAUSE > 0
+    sms.fake.fail_next(503, 20503)
+    with pytest.raises(TransientSendError) as failed:
+        await sender.send("+33612345678", Reply("Bonjour"))
+    assert failed.value.retry_after is None  # a server error is this message's alone
 
 
 async def test_opted_out_recipient_is_marked_stopped(sms: Sms) -> None:
