@@ -120,10 +120,16 @@ class Rig:
     Use as a context manager: leaving it kills every process it started.
     """
 
-    def __init__(self, folder: Path, database_url: str, *, latency: float = 0.0) -> None:
+    def __init__(self, folder: Path, database_url: str, *, latency: float = 0.0,
+                 limit: float | None = None, run: bool = True) -> None:
+        """`limit`: the fake Twilio refuses (429, error 20429) a message that would make more
+        than that many segments arrive within one second, as a provider enforcing its limit.
+        `run=False`: `votz run` is not started on entering (`start_votz()` when wanted)."""
         self.folder = folder
         self.database_url = database_url
         self.latency = latency
+        self.limit = limit
+        self.run = run
         twilio_port = free_port()
         self.port = free_port()
         while self.port == twilio_port:
@@ -156,10 +162,12 @@ class Rig:
         self.close()
 
     def start(self) -> None:
-        """Start the fake Twilio, load the example campaigns, start `votz run`."""
+        """Start the fake Twilio, load the example campaigns, start `votz run` (if `run`)."""
+        limit = ["--limit", str(self.limit)] if self.limit is not None else []
         self.fake = subprocess.Popen(
             [sys.executable, "-m", "bot.testing.fake_twilio", "--quiet",
-             "--port", self.twilio_url.rsplit(":", 1)[1], "--latency", str(self.latency)],
+             "--port", self.twilio_url.rsplit(":", 1)[1], "--latency", str(self.latency),
+             *limit],
             env=self.env, cwd=self.folder, stdout=subprocess.DEVNULL)
         load = subprocess.run([sys.executable, "-m", "bot", "campaigns", "load",
                                str(ROOT / "campaigns")], env=self.env, cwd=self.folder,
@@ -167,7 +175,8 @@ class Rig:
         if load.returncode != 0:
             raise RuntimeError(f"votz campaigns load failed: {load.stderr[-2000:]}")
         wait_until(lambda: _answers(self.twilio_url + "/fake/summary"), "the fake Twilio API")
-        self.start_votz()
+        if self.run:
+            self.start_votz()
 
     def start_votz(self) -> float:
         """Start `votz run` (again); wait until /healthz answers; return when it started."""

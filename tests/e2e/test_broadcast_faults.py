@@ -66,13 +66,13 @@ import httpx
 import pytest
 from sqlalchemy import Connection, insert, select
 
-from bench.faults import ROOT, Rig, fresh_database, wait_until
+from bench.faults import Rig, fresh_database, wait_until
 from bot.config import Settings
 from bot.server import Server
 from bot.store.db import Database
 from bot.store.tables import outbox, participants
 from bot.testing.fake_telegram import TOKEN, FakeTelegram
-from bot.testing.server import LocalServer, free_port, wait_http
+from bot.testing.server import LocalServer, free_port
 from tests.conftest import POSTGRES_URL
 from tests.e2e.test_faults import _postgres_reachable
 
@@ -309,31 +309,6 @@ def test_sigkill_mid_broadcast_loses_nothing_and_repeats_only_in_flight_sends(
 
 # --- two processes, one database ----------------------------------------------------------------
 
-class LimitedRig(Rig):
-    """The rig, its fake Twilio refusing (429, error 20429) a message that would make more
-    than `limit` segments arrive within one second, as a provider enforcing its limit; and
-    `votz run` not started on entering (`start_votz()` when wanted)."""
-
-    def __init__(self, folder: Path, database_url: str, *, latency: float,
-                 limit: float) -> None:
-        super().__init__(folder, database_url, latency=latency)
-        self.limit = limit
-
-    def start(self) -> None:
-        """Start the fake Twilio with `--limit`, load the example campaigns."""
-        self.fake = subprocess.Popen(
-            [sys.executable, "-m", "bot.testing.fake_twilio", "--quiet",
-             "--port", self.twilio_url.rsplit(":", 1)[1], "--latency", str(self.latency),
-             "--limit", str(self.limit)],
-            env=self.env, cwd=self.folder, stdout=subprocess.DEVNULL)
-        load = subprocess.run([sys.executable, "-m", "bot", "campaigns", "load",
-                               str(ROOT / "campaigns")], env=self.env, cwd=self.folder,
-                              capture_output=True, text=True, timeout=120, check=False)
-        if load.returncode != 0:
-            raise RuntimeError(f"votz campaigns load failed: {load.stderr[-2000:]}")
-        wait_http(self.twilio_url + "/fake/summary")
-
-
 @dataclass(frozen=True)
 class SharedRun:
     numbers: list[str]
@@ -387,7 +362,7 @@ def shared_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedRun]:
     marker = uuid.uuid4().hex[:6]
     text = f"Votz {marker} : la consultation sur les transports ouvre demain."
     with fresh_database(POSTGRES_URL, folder, prefix="votz_t_") as url:
-        rig = LimitedRig(folder, url, latency=0.02, limit=RATE + TOLERANCE)
+        rig = Rig(folder, url, latency=0.02, limit=RATE + TOLERANCE, run=False)
         (first, first_from), (second, second_from) = SENDERS.items()
         rig.env.update({
             "VOTZ_SMS_SENDING_WINDOW": "", "VOTZ_TWILIO_SEGMENTS_PER_SECOND": str(RATE),
