@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("votz.scheduler")
 CATALOG_REFRESH_SECONDS = 30.0
+SHUTDOWN_WAIT = 10.0  # seconds a tick under way may take to end when votz run stops
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,7 @@ class Scheduler:
         self.state = SchedulerState(started=self.monotonic())
         self._lock = asyncio.Lock()
         self._previous: datetime | None = None
+        self._jobs: set[asyncio.Task[Any]] = set()  # APScheduler's runs of ours under way
 
     async def tick(self) -> Tick:
         """Fire what is due now (each event in its own transaction), nudge unfinished
@@ -182,6 +184,7 @@ class Scheduler:
 
     async def _job(self) -> None:
         """One APScheduler run: a tick, then the exact-time job moved to the next moment."""
+        self._track()
         try:
             tick = await self.tick()
             if tick.failed:
@@ -206,12 +209,26 @@ class Scheduler:
                                   misfire_grace_time=None)
 
     async def _refresh(self) -> None:
+        self._track()
         try:
             await self.app.refresh_catalog()
         except Exception:
             log.exception("scheduler.catalog_refresh_failed")
 
     _scheduler: Any = None  # APScheduler's, while `run` runs
+
+    def _track(self) -> None:
+        """Remember the task running this job, so that stopping lets it finish."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._jobs.add(task)
+            task.add_done_callback(self._jobs.discard)
+
+    async def _finish_jobs(self, timeout: float = SHUTDOWN_WAIT) -> None:
+        """Let a tick under way end (its transaction commits or rolls back by itself) before
+        APScheduler's shutdown, which would cancel it and log the cancellation as an error."""
+        if self._jobs:
+            await asyncio.wait(set(self._jobs), timeout=timeout)
 
     async def run(self, stopping: asyncio.Event) -> None:
         """APScheduler with the jobs above, until `stopping` is set (a supervised loop)."""
@@ -230,5 +247,9 @@ class Scheduler:
         try:
             await stopping.wait()
         finally:
-            scheduler.shutdown(wait=False)
-            self._scheduler = None
+            scheduler.pause()  # no new run; one under way may end
+            try:
+                await self._finish_jobs()
+            finally:
+                scheduler.shutdown(wait=False)
+                self._scheduler = None
