@@ -710,9 +710,9 @@ class StaffDesk:
     async def moderate(self, got: Incoming, action: str, proposal_id: int, seen: str,
                        reason: str | None, now: datetime) -> Outcome:
         """A moderation button on a card: act once, and show the decision in place."""
-        # Two staff members pressing at once (in this process): one decides, the other
-        # reads the decision. (Across processes the card's status check narrows the race
-        # to the instant between reading and deciding.)
+        # Two staff members pressing at once: one decides, the other reads the decision (in
+        # this process this lock; across processes, the decision is taken only on the
+        # status the card showed, checked with the proposal's row locked).
         # (One small lock per proposal moderated here, kept: a few thousand at most.)
         async with self._deciding.setdefault(proposal_id, asyncio.Lock()):
             return await self._moderate(got, action, proposal_id, seen, reason, now)
@@ -749,11 +749,18 @@ class StaffDesk:
             out.answer = "Raison inconnue."
             return out
         done = await self._decide(got, action, card, reason, now)
+        shown = await self.app.db.run(lambda conn: read_card(conn, proposal_id)) or card
+        if done.refused and done.refused[0][1] == moderation.CHANGED:
+            # Decided in another process between reading the card and deciding.
+            line = await self.app.db.run(lambda conn: _decided(conn, shown))
+            said = line[2:] if line else _status(shown.status)
+            out.answer = f"Déjà {said[:1].lower()}{said[1:]}."
+            out.edit = Edit(got.message_id, shown.decided(line or f"Déjà {said}.", now))
+            return out
         if done.refused:
             out.answer = _refusal(done.refused[0][1])
-            out.edit = Edit(got.message_id, card.reply(now))
+            out.edit = Edit(got.message_id, shown.reply(now))
             return out
-        shown = await self.app.db.run(lambda conn: read_card(conn, proposal_id)) or card
         line = decided_line(shown.status, got.name, now, reason)
         out.answer = line[2:]
         out.edit = Edit(got.message_id, shown.decided(line, now))
@@ -761,15 +768,16 @@ class StaffDesk:
 
     async def _decide(self, got: Incoming, action: str, card: Card, reason: str | None,
                       now: datetime) -> moderation.Moderated:
-        codes = [card.code]
+        codes, seen = [card.code], (card.status,)  # decided on what the card showed
         if action == "hwhy":
             return await moderation.hide(self.app.db, codes, reason=reason or "",
-                                         by=got.actor, now=now)
+                                         by=got.actor, now=now, expected=seen)
         notify = moderation.Notify(self.app.i18n, self.app.dispatcher.windows, now)
         if action == "pub":
-            return await moderation.publish(self.app.db, codes, notify=notify, by=got.actor)
+            return await moderation.publish(self.app.db, codes, notify=notify, by=got.actor,
+                                            expected=seen)
         return await moderation.reject(self.app.db, codes, notify=notify, reason=reason,
-                                       by=got.actor)
+                                       by=got.actor, expected=seen)
 
     # --- broadcasts: composing ------------------------------------------------------------------
 

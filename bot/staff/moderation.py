@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -319,9 +319,11 @@ NO_SUCH_PROPOSAL = "no such proposal"
 VOTE_OPEN = "its vote has opened: it can no longer be rejected, only hidden (with a reason)"
 NOT_PUBLISHED = "not published: only a published proposal can be hidden"
 BALLOT_FROZEN = "its vote has opened: the ballot can no longer get new proposals"
+CHANGED = "decided meanwhile by someone else"
 REFUSALS_FR = {
     BALLOT_FROZEN: "son vote a commencé : le bulletin ne peut plus recevoir de proposition",
     NO_SUCH_PROPOSAL: "cette proposition n'existe pas",
+    CHANGED: "quelqu'un d'autre vient de la traiter",
     VOTE_OPEN: "son vote a commencé : elle ne peut plus être rejetée, seulement masquée "
                "(avec un motif)",
     NOT_PUBLISHED: "seule une proposition publiée peut être masquée",
@@ -330,7 +332,8 @@ REFUSALS_FR = {
 
 async def set_status(db: Database, codes: Sequence[str], status: str, *,
                      notify: Notify | None = None, reason: str | None = None,
-                     now: datetime | None = None, by: str = "votz") -> Moderated:
+                     now: datetime | None = None, by: str = "votz",
+                     expected: Collection[str] | None = None) -> Moderated:
     """Give the proposals `status` (published, rejected or hidden); with `notify`, each
     author whose idea changed status is told (published, unless it is only shown again after
     being hidden; or rejected, with the reason) in their language, in the same transaction
@@ -340,7 +343,10 @@ async def set_status(db: Database, codes: Sequence[str], status: str, *,
     hidden) proposal once its campaign's vote has opened at `now` (default: `notify.now`,
     else the current time): voters may have chosen it; it may be hidden instead. Publishing
     a new proposal once the vote has opened is refused too: the ballot is frozen. Hiding
-    needs a reason and a published proposal. The others are acted on."""
+    needs a reason and a published proposal. With `expected` (the status staff saw on a
+    card), a proposal whose status is no longer one of them is refused: someone decided
+    meanwhile, maybe in another process (the rows are locked while deciding on PostgreSQL;
+    SQLite has one writer at a time). The others are acted on."""
     if status not in ACTIONS:
         raise ConfigError(f"unknown decision {status!r}: one of {', '.join(ACTIONS)}")
     check_reason(reason)
@@ -351,17 +357,21 @@ async def set_status(db: Database, codes: Sequence[str], status: str, *,
     shown = (ProposalStatus.PUBLISHED, ProposalStatus.HIDDEN)
 
     def apply(conn: Connection) -> Moderated:
-        found = {r.id: r for r in conn.execute(
-            select(proposals.c.id, proposals.c.status, campaigns.c.id.label("campaign_id"),
-                   campaigns.c.definition)
-            .join(campaigns, campaigns.c.id == proposals.c.campaign_id)
-            .where(proposals.c.id.in_(ids)))}
+        query = (select(proposals.c.id, proposals.c.status,
+                        campaigns.c.id.label("campaign_id"), campaigns.c.definition)
+                 .join(campaigns, campaigns.c.id == proposals.c.campaign_id)
+                 .where(proposals.c.id.in_(ids)).order_by(proposals.c.id))
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update(of=proposals)
+        found = {r.id: r for r in conn.execute(query)}
         refused: list[tuple[str, str]] = []
         acting: list[int] = []
         for proposal_id in ids:
             row = found.get(proposal_id)
             if row is None:
                 refused.append((proposal_code(proposal_id), NO_SUCH_PROPOSAL))
+            elif expected is not None and row.status not in expected:
+                refused.append((proposal_code(proposal_id), CHANGED))
             elif (status == ProposalStatus.REJECTED and row.status in shown
                   and vote_opened(conn, campaign_from_json(row.definition, row.campaign_id),
                                   at) is not None):
@@ -450,23 +460,25 @@ Act = Callable[..., Awaitable[Moderated]]  # publish, reject
 
 async def publish(db: Database, codes: Sequence[str], *, notify: Notify | None = None,
                   reason: str | None = None, now: datetime | None = None,
-                  by: str = "votz") -> Moderated:
+                  by: str = "votz", expected: Collection[str] | None = None) -> Moderated:
     """Publish submitted proposals, or show again hidden ones (their reports dismissed)."""
-    return await set_status(db, codes, ProposalStatus.PUBLISHED, notify=notify, now=now, by=by)
+    return await set_status(db, codes, ProposalStatus.PUBLISHED, notify=notify, now=now, by=by,
+                            expected=expected)
 
 
 async def reject(db: Database, codes: Sequence[str], *, notify: Notify | None = None,
                  reason: str | None = None, now: datetime | None = None,
-                 by: str = "votz") -> Moderated:
+                 by: str = "votz", expected: Collection[str] | None = None) -> Moderated:
     return await set_status(db, codes, ProposalStatus.REJECTED, notify=notify, reason=reason,
-                            now=now, by=by)
+                            now=now, by=by, expected=expected)
 
 
 async def hide(db: Database, codes: Sequence[str], *, reason: str, by: str,
-               now: datetime) -> Moderated:
+               now: datetime, expected: Collection[str] | None = None) -> Moderated:
     """Take published proposals out of participants' sight (lists, pages, new ballots),
     also while their vote is open; ballots already cast for them stay counted."""
-    return await set_status(db, codes, ProposalStatus.HIDDEN, reason=reason, now=now, by=by)
+    return await set_status(db, codes, ProposalStatus.HIDDEN, reason=reason, now=now, by=by,
+                            expected=expected)
 
 
 # --- reports by participants ("SIGNALER P12") ------------------------------------------------

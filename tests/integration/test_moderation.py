@@ -6,6 +6,7 @@ The storage tests run on SQLite and PostgreSQL (the `app` fixture)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import datetime, timedelta
 
@@ -16,6 +17,7 @@ from bot.app import App
 from bot.errors import ConfigError
 from bot.staff import moderation
 from bot.staff.results import campaign_results, format_results
+from bot.store.db import Database
 from bot.store.repo import ProposalStatus, get_campaign
 from bot.store.tables import campaign_log, outbox, participants, proposal_reports, proposals
 from tests.conftest import FixedClock, Person, RecordingSender, code_of
@@ -222,6 +224,31 @@ async def test_every_decision_is_logged_with_who_when_and_why(
     ]
     assert [await status_of(app, c) for c in (first, second, published)] == \
         ["published", "rejected", "hidden"]
+
+
+async def test_a_decision_taken_on_a_status_already_changed_is_refused(
+        app: App, clock: FixedClock, database: tuple[str, str | None]) -> None:
+    """Two staff members, in two processes, decide on the same card (seen as "submitted"):
+    the first decision stands, the second is refused as taken meanwhile, not applied over
+    it (the author would hear "published" then "not retained")."""
+    t = clock()
+    code = await submit(app, "ideas", "Un foyer ouvert le dimanche", at=t)
+    other = Database(database[0], schema=database[1])  # another `votz run`
+    try:
+        first, second = await asyncio.gather(
+            moderation.publish(app.db, [code], by="alice", now=t, expected=("submitted",)),
+            moderation.reject(other, [code], reason="off_topic", by="bob", now=t,
+                              expected=("submitted",)))
+    finally:
+        await other.close()
+    outcomes = sorted([(first.changed, first.refused), (second.changed, second.refused)])
+    assert outcomes == [(0, ((code, moderation.CHANGED),)), (1, ())]
+    stood = "published" if first.changed else "rejected"
+    assert await status_of(app, code) == stood
+    assert len(await log_lines(app)) == 1
+    # Without `expected` (the CLI, staff naming a code on purpose) the change is made.
+    again = await moderation.reject(app.db, [code], reason="off_topic", by="carole", now=t)
+    assert again.refused == () and await status_of(app, code) == "rejected"
 
 
 async def test_open_vote_refuses_rejection_and_allows_hiding(
