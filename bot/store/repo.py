@@ -275,13 +275,25 @@ def counted_ballots(conn: Connection, campaign_id: int) -> list[CastBallot]:
 
 
 def participant_export(conn: Connection, channel: str, address: str) -> dict[str, Any] | None:
-    """Everything held about one person (GDPR access), as plain data."""
+    """Everything held about one person (GDPR access), as plain data, with their accounts on
+    other channels that share their verified phone number ("other_accounts")."""
     person = conn.execute(
         select(participants).where(participants.c.channel == channel,
                                    participants.c.address == address)
     ).mappings().first()
     if person is None:
         return None
+    found = _export_one(conn, person)
+    others = []
+    for other in linked_accounts(conn, person["id"]):
+        row = conn.execute(select(participants).where(participants.c.id == other)
+                           ).mappings().one()
+        others.append(_export_one(conn, row))
+    found["other_accounts"] = others
+    return found
+
+
+def _export_one(conn: Connection, person: Any) -> dict[str, Any]:
     own = conn.execute(
         select(proposals.c.id, proposals.c.title, proposals.c.status, campaigns.c.slug)
         .join(campaigns, campaigns.c.id == proposals.c.campaign_id)
@@ -350,11 +362,30 @@ def set_participant_status(conn: Connection, participant_id: int, status: Status
                  updated_at=now))
 
 
+def linked_accounts(conn: Connection, participant_id: int) -> list[int]:
+    """The person's other accounts: those with the same verified phone number (their SMS
+    number, the number they shared on Telegram), on any channel."""
+    phone = conn.execute(select(participants.c.phone)
+                         .where(participants.c.id == participant_id)).scalar()
+    if not phone:
+        return []
+    return list(conn.execute(select(participants.c.id).where(
+        participants.c.phone == phone, participants.c.id != participant_id)
+        .order_by(participants.c.id)).scalars())
+
+
 def erase_participant(conn: Connection, participant_id: int, now: datetime) -> None:
-    """Forget a person. Ballots of closed votes stay counted, anonymous; a ballot in a vote
-    still open is withdrawn (otherwise erasing and coming back would vote twice);
-    proposals stay, without their author.
+    """Forget a person, with their accounts on other channels that share their verified
+    phone number (one person, one erasure). Ballots of closed votes stay counted, anonymous;
+    a ballot in a vote still open is withdrawn (otherwise erasing and coming back would vote
+    twice); proposals stay, without their author.
     """
+    for other in linked_accounts(conn, participant_id):
+        _erase_one(conn, other, now)
+    _erase_one(conn, participant_id, now)
+
+
+def _erase_one(conn: Connection, participant_id: int, now: datetime) -> None:
     still_open = [c.id for c in load_campaigns(conn) if c.is_open(Phase.VOTE, now)
                   or c.phase_at(now) in (Moment.UPCOMING,)]
     if still_open:
