@@ -9,6 +9,7 @@ VOTZ_HTTP_HOST:VOTZ_HTTP_PORT unless --url says otherwise.
 from __future__ import annotations
 
 import argparse
+import sys
 import uuid
 
 import httpx
@@ -39,7 +40,10 @@ def main() -> None:
     public = settings.public_url or local
     form, headers = signed_form(args.text, args.sender, public_url=public,
                                 auth_token=settings.twilio_auth_token)
-    response = httpx.post(local.rstrip("/") + "/sms/inbound", data=form, headers=headers)
+    try:
+        response = httpx.post(local.rstrip("/") + "/sms/inbound", data=form, headers=headers)
+    except httpx.TransportError as exc:
+        sys.exit(f"error: cannot reach Votz at {local} ({exc}): is `votz run` started?")
     print(response.status_code, response.text)
 
 
