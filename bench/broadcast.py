@@ -117,7 +117,7 @@ async def prepare(url: str, people: int) -> dict[str, float]:
         made = await broadcasts.create(app.db, broadcast, by="bench", now=now, i18n=app.i18n,
                                        windows=app.dispatcher.windows)
         enqueue = time.perf_counter() - started
-        started = time.perf_counter()  # what one progress count of it costs (staff follow it)
+        started = time.perf_counter()  # what reading its progress costs (staff follow it)
         await broadcasts.progress(app.db, made.id, now=now)
         counted = time.perf_counter() - started
         if app.db.dialect == "postgresql":  # as autovacuum would, before the first claims
@@ -181,11 +181,12 @@ def running(command: list[str], *, env: dict[str, str], cwd: Path, log: Path
 
 def drain(url: str, mode: Mode, folder: Path, args: argparse.Namespace) -> dict[str, Any]:
     fake_url = f"http://127.0.0.1:{free_port()}"
+    nice = ["nice", "-n", str(args.nice)] if args.nice else []
     base = {k: v for k, v in os.environ.items() if not k.startswith("VOTZ_")}
     base["PYTHONPATH"] = str(ROOT)
     with contextlib.ExitStack() as stack:
         fake = stack.enter_context(running(
-            [sys.executable, "-m", "bot.testing.fake_telegram",
+            [*nice, sys.executable, "-m", "bot.testing.fake_telegram",
              "--port", fake_url.rsplit(":", 1)[1], *mode.fake_args],
             env=base, cwd=folder, log=folder / f"fake-{mode.name}.log"))
         wait_until(lambda: _answers(fake_url + "/fake/summary"), "the fake Bot API")
@@ -197,7 +198,7 @@ def drain(url: str, mode: Mode, folder: Path, args: argparse.Namespace) -> dict[
             env = {**base, "VOTZ_DATABASE_URL": url, "VOTZ_HTTP_PORT": str(port),
                    "VOTZ_INSTANCE": f"bench-{mode.name}-{n}", "VOTZ_TELEGRAM_TOKEN": TOKEN,
                    "VOTZ_TELEGRAM_API_URL": fake_url, **mode.env}
-            command = [sys.executable, "-m", "bot", "run"]
+            command = [*nice, sys.executable, "-m", "bot", "run"]
             if args.profile and n == 0:
                 profiles.append(folder / f"votz-{mode.name}.prof")
                 command = [sys.executable, "-m", "cProfile", "-o", str(profiles[-1]),
@@ -274,12 +275,13 @@ def report(name: str, where: str, prepared: dict[str, Any], drains: list[dict[st
           f"(set-based, not a target)")
     verdict = "within" if enqueue <= ENQUEUE_TARGET_S or name != "sqlite" else "OVER"
     print(f"  broadcast created: {prepared['queued']:,} messages queued in {enqueue:.2f} s "
-          f"(target on SQLite {ENQUEUE_TARGET_S:g} s: {verdict}); counting its progress "
+          f"(target on SQLite {ENQUEUE_TARGET_S:g} s: {verdict}); reading its progress "
           f"once takes {prepared['progress_s']:.2f} s")
     for d in drains:
         mode: Mode = d["mode"]
         share = d["rate"] / mode.limit
-        print(f"  {mode.name} ({mode.limit:,}/s at the fake), {args.processes} votz run: "
+        niced = f" (it and the fake at nice {args.nice})" if args.nice else ""
+        print(f"  {mode.name} ({mode.limit:,}/s at the fake), {args.processes} votz run{niced}: "
               f"sample {d['warmup']:g}–{d['warmup'] + args.sample:g} s after the first "
               f"message ({args.sample:g} s of a queue that would take "
               f"{prepared['queued'] / mode.limit / 3600:.1f} h to drain)")
@@ -342,6 +344,11 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1,
                         help="`votz run` processes draining together (PostgreSQL for more "
                              "than one machine; on SQLite they share the file)")
+    parser.add_argument("--nice", type=int, default=0, metavar="N",
+                        help="run the fake Bot API and votz run at this niceness (-10: on a "
+                             "shared machine, other work's CPU no longer adds to the jitter "
+                             "between a send and its arrival, as on a server of their own; "
+                             "below 0 needs root)")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="profile the first votz run; print its N costliest functions")
     parser.add_argument("--keep", action="store_true", help="keep the logs and database")

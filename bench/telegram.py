@@ -32,7 +32,10 @@ sys.path.insert(0, str(ROOT))
 from bot.testing.fake_telegram import TOKEN  # noqa: E402
 from bot.testing.server import free_port, wait_http  # noqa: E402
 
-SCRIPT = ["Bonjour", "1", "1", "3", "31000", "3", "2", "10 11 12", "1", "MENU"]
+# Votes with the list's own numbers (1…N as shown): 1 2 3 of the student-life demo are its
+# first three projects (P10, P11, P12). Every step is typed, as the peer bot reads it; the
+# taps that tick projects on buttons are not part of this comparison.
+SCRIPT = ["Bonjour", "1", "1", "3", "31000", "3", "2", "1 2 3", "1", "MENU"]
 
 
 def run(name: str, command: list[str], env: dict[str, str], users: int, folder: Path,

@@ -29,8 +29,9 @@ from bot.campaign_files import check_campaigns
 from bot.channels.base import Inbound, Sender
 from bot.channels.console import CHANNEL, ConsoleSender
 from bot.config import Settings
+from bot.conversation.engine import EngineSettings
 from bot.conversation.flows import mermaid
-from bot.domain.campaigns import Phase
+from bot.domain.campaigns import Phase, missing_shorts
 from bot.domain.region import PARIS
 from bot.errors import ConfigError, VotzError
 from bot.i18n import LOCALES, I18n
@@ -263,6 +264,8 @@ def campaigns_check(args: argparse.Namespace) -> int:
             for text in campaigns.reminder_problems(campaign, i18n):
                 field, _, message = text.partition(": ")
                 found.append(checked.problem(field, message))
+            found += [checked.problem(field, message)
+                      for field, message in missing_shorts(campaign)]
         for problem in found:
             print(problem)
         if campaign is not None and not found:
@@ -610,8 +613,11 @@ def flows_diagram(args: argparse.Namespace) -> int:
 
 def channel_audit(args: argparse.Namespace) -> int:
     i18n = I18n()
-    flows, _ = load_engine(i18n)
-    text, ok = audit.report(audit.audit(i18n, flows, measured()[args.command]))
+    _, engine = load_engine(i18n)
+    settings = _settings(args)
+    text, ok = audit.report(audit.channel_audit(
+        args.command, i18n, engine, settings.campaigns_path,
+        EngineSettings(privacy_url=settings.privacy_url, contact=settings.contact)))
     sys.stdout.write(text)
     return 0 if ok else 1
 

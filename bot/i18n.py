@@ -81,14 +81,28 @@ class Translator:
     def euros(self, amount: int) -> str:
         return _euros(self.locale, amount)
 
+    def number(self, n: int) -> str:
+        """A count with the language's thousands separator: 1 234 (fr, oc), 1,234 (en)."""
+        return _grouped(self.locale, n)
+
 
 @functools.lru_cache(maxsize=4096)
 def _euros(locale: str, amount: int) -> str:
     """Babel's formatting is slow and the same project costs are shown to everyone: cached."""
-    # Plain spaces: a narrow no-break space would make an SMS cost twice as much.
-    grouped = format_decimal(amount, locale=locale)
-    grouped = grouped.replace("\u202f", " ").replace("\xa0", " ")
+    grouped = _grouped(locale, amount)
     return f"€{grouped}" if locale == "en" else f"{grouped} €"
+
+
+# Babel has no number symbols of its own for Occitan (it would write 1,234, where a comma
+# is the decimal mark): written as in French, 1 234.
+NUMBER_LOCALES = {"oc": "fr"}
+
+
+@functools.lru_cache(maxsize=4096)
+def _grouped(locale: str, n: int) -> str:
+    # Plain spaces: a narrow no-break space would make an SMS cost twice as much.
+    grouped = format_decimal(n, locale=NUMBER_LOCALES.get(locale, locale))
+    return grouped.replace("\u202f", " ").replace("\xa0", " ")
 
 
 class I18n:

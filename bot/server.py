@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from collections.abc import AsyncIterator
@@ -177,6 +178,13 @@ class Server:
         errors = ErrorCounter(self.app.metrics)  # votz_log_errors_total
         logging.getLogger().addHandler(errors)
         try:
+            # What startup made lives as long as the process: kept out of the garbage
+            # collector's full passes, which walked it all and stopped the event loop for
+            # 150-250 ms (measured: the dispatcher's send slots of those moments were lost).
+            # Done before the channels start: once Telegram's webhook is registered, updates
+            # may come at once, and HTTP serves right after.
+            gc.collect()
+            gc.freeze()
             await self.start()
             if not self.channels:
                 log.warning("run.no_channel: set VOTZ_TWILIO_* (SMS) or VOTZ_TELEGRAM_TOKEN")

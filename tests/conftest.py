@@ -15,6 +15,7 @@ from bot.app import App
 from bot.channels.base import Inbound, Reply, SendResult, numbered
 from bot.config import Settings
 from bot.testing.fake_telegram import FakeTelegram
+from bot.testing.fake_twilio import FakeTwilio
 from bot.testing.server import LocalServer
 
 HERE = Path(__file__).resolve().parent
@@ -211,5 +212,13 @@ async def http_proxy(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Proxy]:
 def fake_telegram() -> Iterator[tuple[FakeTelegram, str]]:
     """A fake Bot API on a loopback port: (the fake, its URL)."""
     fake = FakeTelegram()
+    with LocalServer(fake.asgi()) as server:
+        yield fake, server.url
+
+
+@pytest.fixture
+def fake_twilio() -> Iterator[tuple[FakeTwilio, str]]:
+    """A fake Twilio REST API on a loopback port: (the fake, its URL)."""
+    fake = FakeTwilio()
     with LocalServer(fake.asgi()) as server:
         yield fake, server.url

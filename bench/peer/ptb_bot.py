@@ -37,7 +37,7 @@ AGES = ["age.under_15", "age.15_17", "age.18_25", "age.26_34", "age.35_49", "age
         "age.65_plus"]
 CAMPAIGNS = ["Démo – Budget participatif des villages",
              "Démo – Vos solutions pour la vie étudiante"]
-PROPOSALS = {str(n): f"Projet {n}" for n in range(7, 19)}
+PROPOSALS = {str(n): f"Projet {n}" for n in range(1, 13)}  # numbered 1…N, as Votz's lists
 
 
 def buttons(text: str) -> InlineKeyboardMarkup | None:
@@ -65,7 +65,8 @@ async def start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
 async def language(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
     assert context.user_data is not None
     context.user_data["locale"] = "fr"
-    await reply(update, t("onboarding.consent", url="https://example.org") +
+    await reply(update, t("onboarding.consent", url="https://example.org",
+                          address=t("privacy.your_account")) +
                 f"\n1 {t('onboarding.accept')}\n2 {t('onboarding.decline')}")
     return CONSENT
 
@@ -99,7 +100,8 @@ async def menu(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
 
 
 async def pick(update: Update, context: ContextTypes.DEFAULT_TYPE) -> int:
-    rules = t.render(PluralMsg("vote.rules_up_to", "vote.rules_up_to_plural", 3))
+    rules = t.render(PluralMsg("vote.rules_up_to", "vote.rules_up_to_plural", 3,
+                               example="1 2"))
     await reply(update, f"{CAMPAIGNS[1]}\n{rules}\n" +
                 "\n".join(f"{k} {v}" for k, v in PROPOSALS.items()))
     return CHOOSE

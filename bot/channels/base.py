@@ -42,6 +42,7 @@ class Inbound:
     turn: int | None = None  # with `choice`: the reply whose button was pressed (stale check)
     start_payload: str | None = None  # a deep link's parameter (t.me/bot?start=SLUG)
     contact: str | None = None  # a phone number the channel verified (Telegram contact)
+    message_id: str | None = None  # with `choice`: the message whose button was pressed
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
@@ -66,6 +67,10 @@ class Reply:
     turn: int = 0  # which turn of the conversation this is (buttons carry it back)
     ask_contact: str = ""  # a button label: ask the person to share their verified number
     bulk: bool = False  # not an answer (a broadcast, a reminder): set by the outbox's claim
+    edit: str = ""  # the message this reply replaces in place (a selection's buttons), if any
+    # The pressed message this reply answers (not edited in place): its buttons go just
+    # before the reply is sent, in order after any edit of it still queued.
+    clears: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +78,9 @@ class Capabilities:
     """What the core needs to know about a channel to talk on it."""
 
     page_chars: int | None = None  # characters of options shown at once; None: all at once
+    # SMS segments one reply may take (the whole screen, measured as sent): lists are cut
+    # into pages that fit. Takes over from page_chars.
+    page_segments: int | None = None
     buttons: bool = False  # options are tapped, not typed
     verified_address: bool = False  # the address is a phone number the network verified
     asks_contact: bool = False  # people can share a verified phone number on request
@@ -149,6 +157,12 @@ class Accepted(Protocol):
 
     @property
     def duplicate(self) -> bool: ...
+
+    @property
+    def reply(self) -> Reply | None: ...  # the answer queued, if any
+
+    @property
+    def notice(self) -> str: ...  # a short notice answering a button press (not queued)
 
 
 class Host(Protocol):

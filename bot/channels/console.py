@@ -8,7 +8,7 @@ from bot.channels.base import Capabilities, Channel, Reply, SendResult, numbered
 
 CHANNEL = "console"
 # Read like an SMS: numbered options, long lists in pages.
-CHANNEL_SPEC = Channel(CHANNEL, Capabilities(page_chars=450))
+CHANNEL_SPEC = Channel(CHANNEL, Capabilities(page_segments=2))
 
 
 class ConsoleSender:

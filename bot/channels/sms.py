@@ -267,8 +267,8 @@ def _open(settings: Settings, host: Host) -> Running:
 
 CHANNEL_SPEC = Channel(
     CHANNEL,
-    # A number is verified by the network; long lists come in pages of about 3 segments.
-    Capabilities(page_chars=450, verified_address=True),
+    # A number is verified by the network; every reply fits 2 segments (long lists: pages).
+    Capabilities(page_segments=2, verified_address=True),
     normalise_address=normalise_number,
     measure=measure,
     configured=_configured,

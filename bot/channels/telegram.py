@@ -3,7 +3,12 @@
 Updates (long polling, or `POST /telegram/webhook` with the secret token) become `Inbound`
 messages for the same pipeline as SMS; replies leave through the outbox as `sendMessage`
 calls with inline keyboards whose callback data is `TURN:CHOICE_ID` — the same choice ids as
-SMS numbers, plus the turn, so a button from an earlier message is recognised as stale.
+SMS numbers, plus the turn, so a button from an earlier message is recognised as stale. A
+reply that replaces the pressed message (a selection's ticks) is an `editMessageText`; a
+reply sent as a new message first takes the pressed message's buttons away, in the outbox's
+order (after that message's edits still queued, which would bring them back); a press
+refused with a short notice is answered by `answerCallbackQuery` alone. Private chats
+only: a group or a channel gets one pointer to a private chat, sent at once, never stored.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import logging
 import math
 import os
 import time
+import warnings
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -29,12 +36,14 @@ from telegram import (
     Bot,
     BotCommand,
     CallbackQuery,
+    Chat,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     KeyboardButton,
     ReplyKeyboardMarkup,
     Update,
 )
+from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import (
     BadRequest,
     Forbidden,
@@ -47,6 +56,7 @@ from telegram.error import (
 
 from bot.channels.aiohttp_request import AiohttpRequest
 from bot.channels.base import (
+    Accepted,
     Capabilities,
     Channel,
     Host,
@@ -57,6 +67,7 @@ from bot.channels.base import (
     SendResult,
     TransientSendError,
     error_summary,
+    mask_address,
 )
 from bot.channels.sms import normalise_number
 from bot.config import Settings
@@ -74,6 +85,9 @@ ALLOWED_UPDATES = ["message", "callback_query", "my_chat_member"]
 MAX_UPDATE_ATTEMPTS = 5  # an update failing this often while others pass is given up
 MAX_WEBHOOK_BYTES = 1024 * 1024  # Telegram's updates are a few KB; 1 MiB is generous
 log = logging.getLogger("votz.telegram")
+# TelegramSender calls sendMessage through `Bot.do_api_request` for its raw answer, which PTB
+# warns about for a method it has: deliberate here.
+warnings.filterwarnings("ignore", message=r"Please use 'Bot\.send_message'")
 
 # The command menu, per language: command → the keyword it sends to the conversation.
 COMMANDS = {
@@ -88,8 +102,15 @@ COMMAND_HELP = {
 }
 
 
+def api_root(url: str) -> str:
+    """A Bot API server's root from `VOTZ_TELEGRAM_API_URL`: the root as given
+    (`http://host:8081`), or python-telegram-bot's form without its `/bot`
+    (`http://host:8081/bot`)."""
+    return url.strip().rstrip("/").removesuffix("/bot").rstrip("/")
+
+
 def make_bot(settings: Settings) -> Bot:
-    base = settings.telegram_api_url.rstrip("/") if settings.telegram_api_url else ""
+    base = api_root(settings.telegram_api_url) if settings.telegram_api_url else ""
     kwargs: dict[str, Any] = {}
     if base:
         kwargs = {"base_url": f"{base}/bot", "base_file_url": f"{base}/file/bot"}
@@ -171,9 +192,10 @@ def to_inbound(update: Update, *, received_at: datetime) -> Inbound | None:
         query = update.callback_query
         chat_id = query.message.chat.id if query.message else query.from_user.id
         turn, choice = read_button_data(query.data or "")
+        pressed = str(query.message.message_id) if query.message else None
         return Inbound(CHANNEL, str(chat_id), "", choice=choice, turn=turn,
                        provider_id=str(update.update_id), locale_hint=hint,
-                       received_at=received_at)
+                       message_id=pressed, received_at=received_at)
     message = update.message
     if message is not None and message.contact is not None:
         # Telegram verifies a number only when people share their own contact.
@@ -219,7 +241,8 @@ class TelegramSender:
         self.concurrency = sends_at_once(rate, paid_broadcast=paid_broadcast)
         # Messages sent without allow_paid_broadcast (replies) keep Telegram's free limit.
         self.reply_rate = min(rate, FREE_PER_SECOND) if paid_broadcast else 0.0
-        self._last: dict[str, float] = {}
+        # When each chat last got a message, oldest first: only the last interval's matter.
+        self._last: OrderedDict[str, float] = OrderedDict()
 
     async def _pace(self, address: str) -> None:
         """About one message per second per chat, as Telegram asks."""
@@ -227,24 +250,36 @@ class TelegramSender:
         wait = self._last.get(address, 0.0) + self.per_chat_interval - now
         if wait > 0:
             await asyncio.sleep(wait)
-        self._last[address] = time.monotonic()
-        if len(self._last) > 10_000:  # forget chats quiet for a while
-            cutoff = time.monotonic() - 60
-            self._last = {k: v for k, v in self._last.items() if v > cutoff}
+        self._last[address] = now = time.monotonic()
+        self._last.move_to_end(address)
+        # Chats quiet for longer than the interval are forgotten from the front, a few at a
+        # time (rebuilding the whole map past 10,000 chats, as a broadcast reaches 1,000 new
+        # chats a second, took a quarter of the sending process's time).
+        while self._last:
+            oldest, at = next(iter(self._last.items()))
+            if at > now - self.per_chat_interval:
+                break
+            del self._last[oldest]
 
     async def send(self, address: str, reply: Reply) -> SendResult:
         parts = split_text(reply.text + (f"\n{reply.footer}" if reply.footer else ""))
         markup = keyboard(reply)
         paid = True if self.paid_broadcast and reply.bulk else None  # None: not sent
         try:
+            if reply.clears:
+                await self._clear(address, reply.clears)
+            if reply.edit and len(parts) == 1 and await self._edit(address, reply, parts[0]):
+                return SendResult(provider_id=reply.edit)
             last = None
             for n, part in enumerate(parts):
                 await self._pace(address)
                 # Plain text (no parse_mode): what people wrote cannot break any formatting.
-                last = await self.bot.send_message(
-                    chat_id=int(address), text=part,
-                    reply_markup=markup if n == len(parts) - 1 else None,
-                    allow_paid_broadcast=paid)
+                # The Bot API's answer as it came, only its message_id read: building PTB's
+                # `Message` from it was a fifth of a paid broadcast's CPU (bench/broadcast.py).
+                last = await self.bot.do_api_request("send_message", api_kwargs={
+                    "chat_id": int(address), "text": part,
+                    "reply_markup": markup if n == len(parts) - 1 else None,
+                    "allow_paid_broadcast": paid})
         except RetryAfter as exc:
             wait = exc.retry_after
             seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
@@ -259,7 +294,30 @@ class TelegramSender:
             raise TransientSendError(f"telegram network {exc.message}"[:250]) from None
         except TelegramError as exc:
             raise PermanentSendError(f"telegram {exc.message}"[:250]) from None
-        return SendResult(provider_id=str(last.message_id) if last else None)
+        return SendResult(provider_id=str(last["message_id"]) if last else None)
+
+    async def _edit(self, address: str, reply: Reply, text: str) -> bool:
+        """Replace the message `reply.edit` in place (a selection's buttons); False when
+        Telegram cannot (the message is gone or too old): it is then sent anew."""
+        markup = keyboard(reply)
+        await self._pace(address)
+        try:
+            await self.bot.edit_message_text(
+                chat_id=int(address), message_id=int(reply.edit), text=text,
+                reply_markup=markup if isinstance(markup, InlineKeyboardMarkup) else None)
+        except BadRequest as exc:
+            # The same text and buttons (a press repeated): it already reads as it should.
+            return "not modified" in exc.message.lower()
+        return True
+
+    async def _clear(self, address: str, message_id: str) -> None:
+        """Remove the buttons of a question this reply answers. Here, not when the press is
+        acknowledged: an edit of that message still queued (a selection's ticks) would bring
+        them back after. Done again if the reply is retried; a message already without
+        buttons, or gone, is left as it is."""
+        with contextlib.suppress(BadRequest):
+            await self.bot.edit_message_reply_markup(
+                chat_id=int(address), message_id=int(message_id), reply_markup=None)
 
     def cost(self, reply: Reply) -> int:
         return 1
@@ -269,8 +327,10 @@ class TelegramSender:
             await self.bot.shutdown()
 
 
-Handler = Callable[[Inbound], Awaitable[object]]
+Handler = Callable[[Inbound], Awaitable[Accepted]]
 STAFF_PREFIX = "staff:"  # the callback data of the staff chat's buttons
+POINTER_EVERY = timedelta(hours=1)  # a group is pointed to a private chat at most this often
+_LONG_AGO = datetime.min.replace(tzinfo=UTC)
 
 
 class StaffDesk(Protocol):
@@ -300,6 +360,9 @@ class TelegramReceiver:
         self._offset = 0
         self._failures: dict[int, int] = {}  # update id → failed handlings
         self.staff: StaffDesk | None = None  # set by the server (bot.staff.chat.attach)
+        # Group chat → when it was last pointed away, oldest first; only the last
+        # POINTER_EVERY's are kept (pruned as new ones come).
+        self._pointed: OrderedDict[int, datetime] = OrderedDict()
 
     async def start(self) -> None:
         """Publish the command menu; register the webhook, or remove it to poll."""
@@ -412,31 +475,97 @@ class TelegramReceiver:
                 log.error("telegram.staff_update.not_stored update=%s error=%s",
                           update.update_id, error_summary(exc))
                 return False
+        chat = update.effective_chat
+        if chat is not None and chat.type != ChatType.PRIVATE:
+            # Consent, age and votes are never asked in front of others: one short answer
+            # pointing to a private chat, and nothing stored.
+            await self._elsewhere(update, chat)
+            return True
         inbound = to_inbound(update, received_at=self.clock())
         query = update.callback_query
-        if query is not None:
-            # A press is acknowledged while the conversation handles it: neither the reply
-            # nor the next getUpdates waits for those two round trips to Telegram.
-            ack = asyncio.create_task(self._acknowledge(query))
-            self._acks.add(ack)
-            ack.add_done_callback(self._acks.discard)
         try:
-            if inbound is not None:
-                await self.handle(inbound)
-            return True
+            handled = await self.handle(inbound) if inbound is not None else None
         except Exception as exc:
             log.error("telegram.update.not_stored update=%s error=%s", update.update_id,
                       error_summary(exc))
+            if query is not None:
+                self._acknowledge(query, keep=True)
             return False
+        if query is not None:
+            # Acknowledged once handled (a refused press is answered by a short notice),
+            # in a task: neither the reply nor the next getUpdates waits for Telegram.
+            reply = handled.reply if handled is not None else None
+            pressed = str(query.message.message_id) if query.message else None
+            # The pressed message keeps its buttons when the answer edits it (a selection
+            # under way), refuses the press, or was given before (a repeated update); an
+            # answer sent as a new message removes them itself, through the outbox, after
+            # any edit of that message still queued (Reply.clears).
+            keep = handled is None or handled.duplicate or bool(handled.notice) or (
+                reply is not None and pressed in (reply.edit, reply.clears))
+            self._acknowledge(query, notice=handled.notice if handled else "", keep=keep)
+        return True
 
-    async def _acknowledge(self, query: CallbackQuery) -> None:
-        """Stop the button's spinner and remove the answered question's keyboard."""
+    def _acknowledge(self, query: CallbackQuery, *, notice: str = "",
+                     keep: bool = False) -> None:
+        ack = asyncio.create_task(self._answer(query, notice=notice, keep=keep))
+        self._acks.add(ack)
+        ack.add_done_callback(self._acks.discard)
+
+    async def _answer(self, query: CallbackQuery, *, notice: str, keep: bool) -> None:
+        """Stop the button's spinner (with a short notice, if any) and remove the answered
+        question's keyboard unless it is kept."""
         with contextlib.suppress(TelegramError):
-            await query.answer()
-            if query.message is not None:
+            await query.answer(notice[:200] or None)
+            if query.message is not None and not keep:
                 await self.bot.edit_message_reply_markup(
                     chat_id=query.message.chat.id, message_id=query.message.message_id,
                     reply_markup=None)
+
+    async def _elsewhere(self, update: Update, chat: Chat) -> None:
+        """A group or a channel: a command there, or the bot added to it, gets one short
+        answer pointing to a private chat (at most once an hour per chat); the rest, and
+        every button, is ignored. Nothing reaches the pipeline: nothing is stored."""
+        if update.callback_query is not None:
+            with contextlib.suppress(TelegramError):
+                await update.callback_query.answer()
+            return
+        member = update.my_chat_member
+        added = member is not None and member.new_chat_member.status in (
+            ChatMemberStatus.MEMBER, ChatMemberStatus.ADMINISTRATOR)
+        message = update.message
+        asked = message is not None and self._addressed(message.text or "")
+        now = self.clock()
+        if not (added or asked) or now - self._pointed.get(chat.id, _LONG_AGO) < POINTER_EVERY:
+            return
+        self._pointed[chat.id] = now
+        self._pointed.move_to_end(chat.id)
+        while self._pointed:  # the ones pointed over an hour ago need no memory
+            oldest, at = next(iter(self._pointed.items()))
+            if now - at < POINTER_EVERY:
+                break
+            del self._pointed[oldest]
+        user = update.effective_user
+        code = (user.language_code or "").split("-")[0].lower() if user else ""
+        t = self.i18n[code if code in LOCALES else "fr"]
+        with contextlib.suppress(TelegramError):
+            try:
+                name: str | None = self.bot.username
+            except RuntimeError:  # not initialized yet: ask who we are
+                name = (await self.bot.get_me()).username
+            link = f"https://t.me/{name}"
+            await self.bot.send_message(chat_id=chat.id, text=t("telegram.private_only",
+                                                                   link=link))
+        log.info("telegram.group.pointed chat=%s", mask_address(str(chat.id)))
+
+    def _addressed(self, text: str) -> bool:
+        """A command, or a message naming the bot (@votz_bot): what a group says to it."""
+        if text.startswith("/"):
+            return True
+        try:
+            name = self.bot.username
+        except RuntimeError:  # not initialized: only commands are known to be for us
+            return False
+        return f"@{name}".casefold() in text.casefold()
 
     async def webhook_update(self, data: dict[str, Any]) -> bool:
         """One update Telegram posted; False when it could not be stored (Telegram will

@@ -96,5 +96,12 @@ class Erase:
     """Deletes the participant and their conversation; ballots stay, anonymised."""
 
 
+@dataclass(frozen=True, slots=True)
+class Unregister:
+    """Erases the participant (as `Erase`), then keeps only what any first message keeps:
+    the address and language, and the conversation (someone under 15, reading campaigns)."""
+
+
 Effect = (SetLocale | GiveConsent | SetProfile | SetPhone | SetStatus | SetReminders | Follow
-          | SubmitProposal | CastBallot | StartBallot | DropDraft | ReportProposal | Erase)
+          | SubmitProposal | CastBallot | StartBallot | DropDraft | ReportProposal | Erase
+          | Unregister)

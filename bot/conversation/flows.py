@@ -25,7 +25,7 @@ from bot.resources import resource_dir
 INPUTS = ("one", "many", "text", "contact")
 MEANINGS = ("yes", "no")
 ROOTS = ("onboarding.language", "main.menu")
-KEYWORDS = ("menu", "help", "stop", "start", "language", "cancel", "vote", "more",
+KEYWORDS = ("menu", "help", "info", "stop", "start", "language", "cancel", "vote", "more",
             "campaigns", "propose", "mydata", "reminders_off", "reminders_on", "report")
 KEYWORD_TARGETS = {"menu": "main.menu", "language": "settings.language", "vote": "vote.start",
                    "campaigns": "browse.list", "propose": "propose.start",

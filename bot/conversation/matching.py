@@ -39,7 +39,8 @@ def fold(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Option:
-    """A choice offered at a step: `key` is typed (1, 12), `id` is stable, `codes` too (p12)."""
+    """A choice offered at a step: `key` is typed, its place in the list as shown (1…N, the
+    engine numbers every list); `id` is stable, `codes` too (p12)."""
 
     id: str
     key: str
@@ -48,6 +49,20 @@ class Option:
     code: str = ""  # a public code shown before the label (a proposal's P12), if any
     means: str = ""  # "yes" or "no" when the flow says this choice answers a yes/no question
     span: tuple[int, int] | None = None  # numbers this option stands for (an age bracket)
+    detail: str = ""  # the full text behind a short label, shown on request (INFO 3, "3 ?")
+
+
+def moved(text: str, shown: Sequence[str], now: Sequence[str]) -> bool:
+    """Whether a number in `text` meant another option in the list as it was shown (the
+    option ids `shown`, in order) than in the list as it is `now`: one withdrawn or moved.
+    Numbers that still mean the same (a proposal added at the end) are not."""
+    for word in fold(text).split():
+        if word.isascii() and word.isdigit() and len(word) <= 9 \
+                and 1 <= int(word) <= len(shown):
+            n = int(word)
+            if n > len(now) or now[n - 1] != shown[n - 1]:
+                return True
+    return False
 
 
 def squeeze(folded: str) -> str:
@@ -114,8 +129,8 @@ def match_one(
     for option in options:
         if folded == option.key or folded in option.codes:
             return option
-    for option in options:
-        if folded == fold(option.label):
+    for option in options:  # the label shown, or the full title behind a short one
+        if folded == fold(option.label) or (option.detail and folded == fold(option.detail)):
             return option
     meaning = (answers or {}).get(squeeze(folded))
     if meaning:
@@ -130,7 +145,7 @@ def match_one(
 
 
 def match_many(text: str, options: Sequence[Option]) -> tuple[list[Option], list[str]]:
-    """All options named in `text` (`3 7 12`, `P3, P7 et P12`), and the tokens not understood."""
+    """All options named in `text` (`1 4 5`, `P3, P7 et P12`), and the tokens not understood."""
     whole = match_one(text, options)
     if whole is not None:
         return [whole], []

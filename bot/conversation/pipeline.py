@@ -51,6 +51,7 @@ from bot.conversation.effects import (
     SetStatus,
     StartBallot,
     SubmitProposal,
+    Unregister,
 )
 from bot.conversation.engine import (
     Context,
@@ -106,6 +107,7 @@ class Handled:
     reply: Reply | None = None
     participant_id: int | None = None
     hidden: tuple[int, ...] = ()  # proposals this message's report hid (SIGNALER P12)
+    notice: str = ""  # a short notice answering a press, not queued (a toast)
 
 
 class Statements:
@@ -336,8 +338,9 @@ class Pipeline:
         ctx = Context(now=now, profile=profile, catalog=self.catalog, settings=self.settings,
                       i18n=self.i18n, ballots=ballots_by_campaign, proposal_counts=counts,
                       following=following,
-                      page_chars=can.page_chars, asks_contact=can.asks_contact,
-                      buttons=can.buttons,
+                      page_chars=can.page_chars, page_segments=can.page_segments,
+                      asks_contact=can.asks_contact,
+                      buttons=can.buttons, verified_address=can.verified_address,
                       address=inbound.address)
         decision = self._decide(state, inbound, ctx)
         if any(not self._still_valid(conn, sql, e) for e in decision.effects
@@ -351,14 +354,24 @@ class Pipeline:
 
         results = self._apply(conn, sql, decision, profile, now)
         erased = any(isinstance(e, Erase) for e in decision.effects)
+        if any(isinstance(e, Unregister) for e in decision.effects):
+            # Erased; back as after a first message (address, language), to read on.
+            conn.execute(sql.new_person, {
+                **who, "locale": decision.locale, "now": now,
+                "phone": inbound.address if can.verified_address else None})
+            row = hot.first(conn, "person", who)
+            assert row is not None
+            profile = dataclasses.replace(profile, id=row.id)
         if not erased and decision.state is not None:
             hot.execute(conn, "save_state", {
                 "pid": profile.id, "step": decision.state.step, "now": now,
                 "data": json.dumps(dict(decision.state.data), ensure_ascii=False)})
         hidden = tuple(results.get("hidden", ()))
-        if decision.silent:
-            return Handled(participant_id=profile.id, hidden=hidden)
         t = self.i18n[decision.locale]
+        if decision.silent:
+            # A press refused with a short notice (a toast): answered, nothing queued.
+            notice = t.render(decision.toast) if decision.toast else ""
+            return Handled(participant_id=profile.id, hidden=hidden, notice=notice)
         footer = t.render(decision.footer) if decision.footer else ""
         reply = Reply(
             render(decision, self.i18n, results),
@@ -366,6 +379,9 @@ class Pipeline:
             footer,
             decision.turn,
             t("vote.share_phone") if decision.ask_contact else "",
+            # A selection's buttons: the pressed message is edited, not a new one sent.
+            edit=(inbound.message_id or "") if decision.edit else "",
+            clears="" if decision.edit else inbound.message_id or "",
         )
         status = next((e.status for e in reversed(decision.effects)
                        if isinstance(e, SetStatus)), profile.status)
@@ -451,6 +467,9 @@ class Pipeline:
                         results.setdefault("hidden", []).append(proposal_id)
                 case Erase():
                     erase_participant(conn, profile.id, now)
+                    return results
+                case Unregister():  # this account only: someone under 15 answering here
+                    erase_participant(conn, profile.id, now, linked=False)
                     return results
         if changes:
             conn.execute(sql.update_person, {"pid": profile.id, **changes})

@@ -275,6 +275,10 @@ class ChannelDispatcher:
             self.metrics.rate_wait_seconds.labels(self.channel).inc(sending - waiting)
         try:
             result = await self.sender.send(item.address, item.reply)
+            if self.budget is not None and item.reply.bulk:
+                # How evenly sends arrive, the pace's margin (a reply may wait for its chat's
+                # one second: not a measure of the provider's).
+                self.budget.observe(time.monotonic() - sending)
         except TransientSendError as exc:
             reason, retry_after = exc.reason, exc.retry_after
             log.warning("outbox.retry id=%s reason=%s", item.id, mask_address(reason))

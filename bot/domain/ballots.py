@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
-from bot.domain.campaigns import BallotMethod, Campaign
+from bot.domain.campaigns import BallotMethod, Campaign, short_label
 
 
 class BallotProblem(StrEnum):
@@ -33,6 +33,8 @@ class Proposal:
     cost: int | None = None
     published: bool = True
     hidden: bool = False  # published once, then hidden by staff or reports: out of sight
+    ref: str | None = None  # a seed proposal's reference in its campaign file
+    short: Mapping[str, str] = field(default_factory=dict)  # short title (seed proposals)
 
     @property
     def code(self) -> str:
@@ -40,6 +42,10 @@ class Proposal:
 
     def text(self, locale: str) -> str:
         return self.title.get(locale) or self.title["fr"]
+
+    def label(self, locale: str) -> str:
+        """Its name in lists and buttons: the short title, else the title cut short."""
+        return short_label(self.short, self.title, locale)
 
 
 def ballot_cost(choices: Sequence[int], proposals: Mapping[int, Proposal]) -> int:

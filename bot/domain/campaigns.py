@@ -87,6 +87,7 @@ class SeedProposal:
     ref: str
     title: Mapping[str, str]
     cost: int | None = None
+    short: Mapping[str, str] = field(default_factory=dict)  # ≤ SHORT_MAX: lists, buttons
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,10 @@ class Campaign:
     verified_phone: bool = False  # voters need a verified number: one ballot per phone
     declared_events: tuple[Event, ...] | None = None  # `reminders:`; None: the default set
     sending_windows: Mapping[str, str] = field(default_factory=dict)  # channel → window
+    # Short titles (≤ SHORT_MAX characters) for lists, buttons and SMS: the campaign's, and
+    # its seed proposals' by ref (kept here as stored: the proposals table holds titles).
+    short: Mapping[str, str] = field(default_factory=dict)
+    seed_shorts: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
 
     @property
     def events(self) -> tuple[Event, ...]:
@@ -121,6 +126,10 @@ class Campaign:
     def text(self, name: str, locale: str) -> str:
         texts: Mapping[str, str] = getattr(self, name)
         return texts.get(locale) or texts.get("fr") or ""
+
+    def label(self, locale: str) -> str:
+        """Its name in lists and buttons: the short title, else the title cut short."""
+        return short_label(self.short, self.title, locale)
 
     def window(self, phase: Phase) -> PhaseWindow | None:
         return next((w for w in self.phases if w.phase is phase), None)
@@ -143,6 +152,26 @@ class Campaign:
     def visible(self, now: datetime) -> bool:
         """Campaigns are shown from their first phase until they close."""
         return self.phase_at(now) not in (Moment.UPCOMING, Moment.CLOSED)
+
+
+SHORT_MAX = 32  # characters of a short title: a phone's button, a line of an SMS list
+
+
+def cut(text: str, limit: int = SHORT_MAX) -> str:
+    """`text` within `limit` characters: whole, else cut at a word with "...", else cut."""
+    if len(text) <= limit:
+        return text
+    head = text[:limit - 3]
+    if text[limit - 3] not in " ,;:.":  # a word cut in two: drop it, unless it is most
+        word = head.rsplit(" ", 1)[0]
+        head = word if len(word) >= limit // 2 else head
+    return head.rstrip(" ,;:.-–") + "..."
+
+
+def short_label(short: Mapping[str, str], title: Mapping[str, str], locale: str) -> str:
+    """The short title in `locale` (else French), else the title in `locale` cut short."""
+    chosen = short.get(locale) or (short.get("fr") if not title.get(locale) else None)
+    return chosen or cut(title.get(locale) or title.get("fr") or "")
 
 
 # --- parsing and validation ------------------------------------------------------------------
@@ -217,7 +246,7 @@ def _int(raw: Any, *, file: str, where: str, minimum: int = 0) -> int:
 _KNOWN_FIELDS = frozenset({
     "slug", "kind", "title", "summary", "description", "audience", "phases",
     "proposals", "ballot", "envelope", "seed_proposals", "contact", "verified_phone",
-    "reminders", "sending_window",
+    "reminders", "sending_window", "short",
 })
 
 
@@ -295,11 +324,13 @@ def check_campaign(raw: Any, *, file: str, today: date, now: datetime | None = N
                 problems.add(file, f"reminders[{i}].when",
                              f"the campaign has no {event.phase.value} phase")
     texts: dict[str, dict[str, str]] = {}
-    for name in ("title", "summary", "description"):
+    for name in ("title", "summary", "description", "short"):
         texts[name] = {}
         with problems:
             texts[name] = _texts(raw.get(name), file=file, where=name,
-                                 required=name != "description")
+                                 required=name not in ("description", "short"))
+            if name == "short":
+                _check_short(texts[name], file=file, where=name)
     verified_phone = False
     with problems:
         verified_phone = _flag(raw.get("verified_phone", False), file=file,
@@ -323,6 +354,8 @@ def check_campaign(raw: Any, *, file: str, today: date, now: datetime | None = N
         verified_phone=verified_phone,
         declared_events=declared,
         sending_windows=sending,
+        short=texts["short"],
+        seed_shorts={s.ref: s.short for s in seeds if s.short},
     ), []
 
 
@@ -516,8 +549,39 @@ def _seeds(raw: Any, *, file: str, problems: _Problems, envelope: int | None,
             title = _texts(item.get("title"), file=file, where=f"{where}.title")
             if len(title["fr"]) > max_length:
                 raise CampaignError(file, f"{where}.title", "longer than proposals.max_length")
-        seeds.append(SeedProposal(ref=ref, title=title, cost=cost))
+        short: dict[str, str] = {}
+        with problems:
+            short = _texts(item.get("short"), file=file, where=f"{where}.short",
+                           required=False)
+            _check_short(short, file=file, where=f"{where}.short")
+        seeds.append(SeedProposal(ref=ref, title=title, cost=cost, short=short))
     return seeds
+
+
+def _check_short(short: Mapping[str, str], *, file: str, where: str) -> None:
+    for locale, text in short.items():
+        if len(text) > SHORT_MAX:
+            raise CampaignError(file, f"{where}.{locale}",
+                                f"{len(text)} characters: a short title has at most "
+                                f"{SHORT_MAX}")
+
+
+def missing_shorts(campaign: Campaign) -> list[tuple[str, str]]:
+    """(field, message) for each title longer than SHORT_MAX without a short title in its
+    language: lists would show it cut ("Épicerie solidaire à..."). `votz campaigns check`
+    reports them; loading accepts them (the cut title is shown)."""
+    found = []
+    texts = [("", campaign.title, campaign.short)]
+    texts += [(f"seed_proposals[{i}].", s.title, s.short)
+              for i, s in enumerate(campaign.seed_proposals)]
+    for prefix, title, short in texts:
+        for locale, text in title.items():
+            if len(text) > SHORT_MAX and not short.get(locale):
+                found.append((f"{prefix}title.{locale}",
+                              f"{len(text)} characters and no short title in this language "
+                              f"(short: at most {SHORT_MAX}, for lists, buttons and SMS): "
+                              f"it would show as {cut(text)!r}"))
+    return found
 
 
 def _sending_windows(raw: Any, *, file: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, replace
 
 from bot.domain.ballots import Proposal
 from bot.domain.campaigns import Campaign
+from bot.domain.results import Standing
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +17,9 @@ class Catalog:
     campaigns: tuple[Campaign, ...] = ()
     proposals: Mapping[int, Proposal] = field(default_factory=dict)
     winners: Mapping[int, tuple[int, ...]] = field(default_factory=dict)  # results published
+    # Campaign id → its results (winners, counts, per département), for campaigns showing
+    # results now: counted when the catalog loads, not at every message.
+    results: Mapping[int, Standing] = field(default_factory=dict)
 
     def by_slug(self, slug: str | None) -> Campaign | None:
         return next((c for c in self.campaigns if c.slug == slug), None)

@@ -38,6 +38,19 @@ class Profile:
         )
 
 
+AGE_OPEN_END = 130  # the top of an open-ended bracket (65+)
+
+
+def age_span(bracket: str) -> tuple[int, int]:
+    """The ages a bracket holds: `15-17` → (15, 17), `under-15` → (0, 14), `65+` → (65, 130)."""
+    if bracket.startswith("under-"):
+        return 0, int(bracket.removeprefix("under-")) - 1
+    if bracket.endswith("+"):
+        return int(bracket[:-1]), AGE_OPEN_END
+    low, high = bracket.split("-")
+    return int(low), int(high)
+
+
 _POSTAL = re.compile(r"^\d{5}$")
 
 

@@ -56,8 +56,8 @@ from bot.domain.events import (
 )
 from bot.domain.participants import Status
 from bot.domain.region import LOCALES
-from bot.domain.results import SUPPRESS_BELOW, CastBallot, tally
-from bot.i18n import N_, I18n
+from bot.domain.results import SUPPRESS_BELOW, local_figures, tally
+from bot.i18n import N_, I18n, Msg, PluralMsg
 from bot.store.repo import (
     campaign_from_json,
     campaign_proposals,
@@ -99,6 +99,11 @@ OPEN_ENDED = {
     "submission-opens": N_("event.submission_opens_open"),
     "vote-opens": N_("event.vote_opens_open"),
 }
+# The reminders before a phase closes count the days left: "plus qu'un jour", "3 jours".
+COUNTDOWN_PLURALS = {msg.key: msg.plural for msg in (
+    PluralMsg("event.submission_closing", "event.submission_closing_plural", 0),
+    PluralMsg("event.vote_closing", "event.vote_closing_plural", 0),
+)}
 HINT = N_("event.hint")  # the opt-out hint at the end of a bulk SMS
 UNFINISHED = N_("event.unfinished")
 UNFINISHED_OPEN = N_("event.unfinished_open")
@@ -296,7 +301,8 @@ def event_text(event: Event, campaign: Campaign, i18n: I18n, locale: str,
         template = TEMPLATES[event.id]
         if not values["date"]:
             template = OPEN_ENDED.get(event.id, template)
-        text = t(template, days=days, **values)
+        text = t.render(Msg(template, {"days": days, **values},
+                            plural=COUNTDOWN_PLURALS.get(template), n=days))
     else:
         text = fill(event.texts["fr"], {
             "campaign": campaign.text("title", "fr"),
@@ -388,7 +394,8 @@ class ResultsText:
         # A title cut short ends with "…": not followed by the sentence's full stop.
         text = t("event.results_winners", winners=", ".join(shown)).replace("….", "…")
         if more:
-            text += " " + t("event.results_more", count=more)
+            text += " " + t.render(PluralMsg("event.results_more", "event.results_more_plural",
+                                             more, count=more))
         return text
 
     def local(self, i18n: I18n, locale: str, dep: str) -> str:
@@ -396,7 +403,8 @@ class ResultsText:
         voters, top, votes = self.local_figures.get(dep, (0, None, None))
         if voters < SUPPRESS_BELOW or top is None or votes is None:
             return t("event.results_local_hidden", dep=dep)
-        return t("event.results_local", dep=dep, voters=voters, top=top, votes=votes)
+        return t("event.results_local", dep=dep, voters=t.number(voters), top=top,
+                 votes=t.number(votes))
 
 
 def _short(title: str, limit: int = 32) -> str:
@@ -414,18 +422,10 @@ def results_text(conn: Connection, campaign: Campaign) -> ResultsText:
     cast_ballots = counted_ballots(conn, campaign.id)
     results = tally(campaign, published, cast_ballots)
     winners = [line.proposal for line in results.lines if line.winner]
-    local: dict[str, tuple[int, str | None, int | None]] = {}
-    by_dep: dict[str, list[CastBallot]] = {}
-    for ballot in cast_ballots:
-        if ballot.departement:
-            by_dep.setdefault(ballot.departement, []).append(ballot)
-    for dep, cast_here in by_dep.items():
-        lines = tally(campaign, published, cast_here).lines
-        top = max(lines, key=lambda line: line.votes, default=None)
-        if top is None or top.votes < SUPPRESS_BELOW:
-            local[dep] = (len(cast_here), None, None)
-        else:
-            local[dep] = (len(cast_here), top.proposal.code, top.votes)
+    # Each département's voters and first proposal (the conversation shows the same).
+    local = {dep: (figures.voters or 0, figures.top.code if figures.top else None,
+                   figures.top_votes)
+             for dep, figures in local_figures(campaign, published, cast_ballots).items()}
     return ResultsText(campaign, tuple(p.code for p in winners),
                        {p.code: dict(p.title) for p in winners}, local)
 

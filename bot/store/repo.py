@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +29,7 @@ from bot.domain.campaigns import (
 from bot.domain.catalog import Catalog
 from bot.domain.events import event_from_json, event_to_json
 from bot.domain.participants import Status
-from bot.domain.results import CastBallot, tally
+from bot.domain.results import CastBallot, Standing
 from bot.errors import FrozenRulesError, StoreError
 from bot.store.tables import (
     ballot_drafts,
@@ -84,6 +84,8 @@ def campaign_to_json(campaign: Campaign) -> str:
         "reminders": (None if campaign.declared_events is None
                       else [event_to_json(e) for e in campaign.declared_events]),
         "sending_window": dict(campaign.sending_windows),
+        "short": dict(campaign.short),
+        "seed_short": {ref: dict(short) for ref, short in campaign.seed_shorts.items()},
     }, ensure_ascii=False, sort_keys=True)
 
 
@@ -113,6 +115,8 @@ def campaign_from_json(text: str, campaign_id: int) -> Campaign:
         declared_events=(None if raw.get("reminders") is None
                          else tuple(event_from_json(e) for e in raw["reminders"])),
         sending_windows=raw.get("sending_window") or {},
+        short=raw.get("short") or {},
+        seed_shorts=raw.get("seed_short") or {},
     )
 
 
@@ -196,7 +200,7 @@ def check_frozen(conn: Connection, stored: Campaign, new: Campaign, now: datetim
 def _proposal(row: Any) -> Proposal:
     title = json.loads(row.title) if row.title.startswith("{") else {"fr": row.title}
     return Proposal(id=row.id, campaign_id=row.campaign_id, title=title, cost=row.cost,
-                    published=row.status == ProposalStatus.PUBLISHED,
+                    ref=row.ref, published=row.status == ProposalStatus.PUBLISHED,
                     hidden=row.status == ProposalStatus.HIDDEN)
 
 
@@ -233,15 +237,22 @@ def load_catalog(conn: Connection, now: datetime) -> Catalog:
     )
     published = {p.id: p for p in map(_proposal, rows)}
     campaigns_ = tuple(load_campaigns(conn))
+    shorts = {c.id: c.seed_shorts for c in campaigns_ if c.seed_shorts}
+    for p in list(published.values()):
+        short = shorts.get(p.campaign_id, {}).get(p.ref or "")
+        if short:
+            published[p.id] = replace(p, short=short)
     winners: dict[int, tuple[int, ...]] = {}
+    standings: dict[int, Standing] = {}
     for campaign in campaigns_:
         if campaign.phase_at(now) is Phase.RESULTS:
-            results = tally(campaign, [p for p in published.values()
-                                       if p.campaign_id == campaign.id],
-                            counted_ballots(conn, campaign.id))
-            winners[campaign.id] = tuple(line.proposal.id for line in results.lines
-                                         if line.winner)
-    return Catalog(campaigns=campaigns_, proposals=published, winners=winners)
+            standing = Standing.of(campaign, [p for p in published.values()
+                                              if p.campaign_id == campaign.id],
+                                   counted_ballots(conn, campaign.id))
+            standings[campaign.id] = standing
+            winners[campaign.id] = tuple(line.proposal.id for line in standing.winners)
+    return Catalog(campaigns=campaigns_, proposals=published, winners=winners,
+                   results=standings)
 
 
 def campaign_proposals(conn: Connection, campaign_id: int, *, status: str | None = None
@@ -374,13 +385,14 @@ def linked_accounts(conn: Connection, participant_id: int) -> list[int]:
         .order_by(participants.c.id)).scalars())
 
 
-def erase_participant(conn: Connection, participant_id: int, now: datetime) -> None:
-    """Forget a person, with their accounts on other channels that share their verified
-    phone number (one person, one erasure). Ballots of closed votes stay counted, anonymous;
-    a ballot in a vote still open is withdrawn (otherwise erasing and coming back would vote
-    twice); proposals stay, without their author.
+def erase_participant(conn: Connection, participant_id: int, now: datetime, *,
+                      linked: bool = True) -> None:
+    """Forget a person, with (`linked`) their accounts on other channels that share their
+    verified phone number (one person, one erasure). Ballots of closed votes stay counted,
+    anonymous; a ballot in a vote still open is withdrawn (otherwise erasing and coming back
+    would vote twice); proposals stay, without their author.
     """
-    for other in linked_accounts(conn, participant_id):
+    for other in linked_accounts(conn, participant_id) if linked else ():
         _erase_one(conn, other, now)
     _erase_one(conn, participant_id, now)
 

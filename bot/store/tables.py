@@ -176,8 +176,9 @@ outbox = Table(
           sqlite_where=text(_PENDING), postgresql_where=text(_PENDING)),
     # A person's rows: cancelled when they stop, deleted when they are erased.
     Index("ix_outbox_participant", "participant_id"),
-    Index("ix_outbox_broadcast", "broadcast_id", "status", sqlite_where=text(_BROADCAST),
-          postgresql_where=text(_BROADCAST)),
+    # A broadcast's rows by status; those held for a sending window are a range of it.
+    Index("ix_outbox_broadcast", "broadcast_id", "status", "next_attempt_at",
+          sqlite_where=text(_BROADCAST), postgresql_where=text(_BROADCAST)),
 )
 
 # What a campaign's dates make happen (announcements, reminders, results), one row per event;
@@ -238,8 +239,8 @@ ballot_drafts = Table(
 )
 
 # A staff broadcast: its texts and audience, when it is to be queued, and what became of it.
-# Its messages are the outbox rows with its id in `outbox.broadcast_id` (progress is counted on
-# those rows, cancelling turns those still queued into `cancelled`).
+# Its messages are the outbox rows with its id in `outbox.broadcast_id` (their counts by status
+# are kept on its row; cancelling turns those still queued into `cancelled`).
 broadcasts = Table(
     "broadcasts",
     metadata,
@@ -259,6 +260,10 @@ broadcasts = Table(
     Column("staff_chat", String(32)),
     Column("staff_message", String(32)),
     Column("finished_at", UTCDateTime()),  # when its final report was made
+    # Its outbox rows in each status, kept by triggers on outbox (migration 0006): progress is
+    # read here, not counted (0.2 s with 500,000 rows on SQLite, the dispatcher's connection).
+    *(Column(f"count_{status}", Integer, nullable=False, server_default="0")
+      for status in ("queued", "sending", "sent", "delivered", "failed", "cancelled")),
     Index("ix_broadcasts_due", "status", "send_at"),
 )
 

@@ -97,6 +97,30 @@ class FakeTelegram:
             message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
         return self._push({"message": message})
 
+    def says_in_group(self, chat_id: int, user_id: int, text: str, *,
+                      chat_type: str = "group", language: str | None = "fr") -> dict[str, Any]:
+        """Someone writes in a group (or supergroup) the bot is in."""
+        message: dict[str, Any] = {
+            "message_id": next(self._message_ids), "date": int(time.time()),
+            "chat": {"id": chat_id, "type": chat_type, "title": "Le groupe"},
+            "from": self._user(user_id, language), "text": text}
+        if text.startswith("/"):
+            command = text.split()[0]
+            message["entities"] = [{"type": "bot_command", "offset": 0, "length": len(command)}]
+        return self._push({"message": message})
+
+    def adds_bot(self, chat_id: int, user_id: int, *, chat_type: str = "group",
+                 status: str = "member") -> dict[str, Any]:
+        """Someone adds the bot to a group or channel (`status` "kicked": removes it)."""
+        member: dict[str, Any] = {"user": BOT, "status": status}
+        if status == "kicked":
+            member["until_date"] = 0
+        return self._push({"my_chat_member": {
+            "chat": {"id": chat_id, "type": chat_type, "title": "Le groupe"},
+            "from": self._user(user_id, "fr"), "date": int(time.time()),
+            "old_chat_member": {"user": BOT, "status": "left"},
+            "new_chat_member": member}})
+
     def presses(self, user_id: int, data: str, message_id: int, *,
                 language: str | None = "fr") -> dict[str, Any]:
         query_id = f"cq{next(self._update_ids)}"
@@ -293,10 +317,15 @@ class FakeTelegram:
             return self._edit_text(params)
         if method == "editMessageReplyMarkup":
             key = (int(params.get("chat_id") or 0), int(params.get("message_id") or 0))
-            if key in self.messages:
-                edited = {**self.messages[key], "reply_markup": params.get("reply_markup")}
-                self.messages[key] = edited
-                return edited
+            if key not in self.messages:
+                raise _Refused("Bad Request: message to edit not found")
+            if (params.get("reply_markup") or None) == self.messages[key].get("reply_markup"):
+                raise _Refused("Bad Request: message is not modified: specified new message "
+                               "content and reply markup are exactly the same as a current "
+                               "content and reply markup of the message")
+            edited = {**self.messages[key], "reply_markup": params.get("reply_markup") or None}
+            self.messages[key] = edited
+            return edited
         return True
 
     def _edit_text(self, params: dict[str, Any]) -> dict[str, Any]:

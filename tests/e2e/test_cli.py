@@ -42,16 +42,20 @@ def test_demo_conversation_piped(tmp_path: Path) -> None:
     first = votz(tmp_path, "chat", stdin="\n".join(lines) + "\n")
     assert first.returncode == 0, first.stderr
     turns = dict(transcript(first.stdout))
-    assert "Étape : résultats" in turns["Vos solutions pour la vie étudiante"]
-    assert turns["1"].startswith("Merci ! Idée reçue, code P")  # the last "1" sent it
+    assert "Le vote est terminé" in turns["Vos solutions pour la vie étudiante"]
+    assert turns["1"].startswith("Merci ! Idée bien arrivée, code P")  # the last "1" sent it
     choose = turns["Démo – Vos solutions pour la vie étudiante"]
     assert "Jusqu'à 3 projets" in choose
-    codes = [line.split()[0] for line in choose.splitlines()[2:] if line[0].isdigit()][:3]
-    assert len(codes) == 3
+    numbers = [line.split()[0] for line in choose.splitlines()[2:] if line[0].isdigit()][:3]
+    assert numbers == ["1", "2", "3"]  # numbered 1…N as shown, not by id
+    # The codes (P12) of those three: the campaign's published proposals in order.
+    listed = _codes(votz(tmp_path, "proposals", "list", "vie-etudiante-demo").stdout)
+    codes = sorted((c for c, s in listed.items() if s == "published"), key=lambda c: int(c[1:]))
+    codes = codes[:3]
     assert choose.splitlines()[-1].startswith("SUITE : voir la suite (1/")
 
     more = [
-        " ".join(codes), "1",                  # vote for three, receipt
+        " ".join(numbers), "1",                # vote for three, receipt
         f"VOTE {codes[0]}", "1",               # change the vote
         "LANGUE", "3", "LENGA", "2",           # Occitan, then English
         "STOP", "hello",
@@ -60,9 +64,9 @@ def test_demo_conversation_piped(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr
     turns2 = transcript(second.stdout)
     answers = [answer for _, answer in turns2]
-    assert answers[1].startswith(f"A voté ! Vote enregistré : P{codes[0]}, P{codes[1]}, "
-                                 f"P{codes[2]}.")
-    assert answers[3].startswith(f"Vote modifié : P{codes[0]}.")
+    assert answers[1].startswith(f"A voté : {codes[0]}, {codes[1]}, "
+                                 f"{codes[2]}.")
+    assert answers[3].startswith(f"Vote modifié : {codes[0]}.")
     assert answers[5].startswith("Lenga : Occitan.")
     assert answers[7].startswith("Language: English.")
     assert answers[8] == "OK, you won't get any more messages. Send START to come back."
@@ -73,7 +77,7 @@ def test_demo_conversation_piped(tmp_path: Path) -> None:
     data = json.loads(results.stdout)
     assert data["ballots"] == 1
     votes = {p["code"]: p["votes"] for p in data["proposals"]}
-    assert votes[f"P{codes[0]}"] == 1 and sum(votes.values()) == 1
+    assert votes[codes[0]] == 1 and sum(votes.values()) == 1
     assert data["by_age_bracket"] == {"18-25": None}  # fewer than 5: suppressed
     by_age = votz(tmp_path, "results", "vie-etudiante-demo", "--format", "csv", "--by", "age")
     assert by_age.stdout.splitlines() == ["age_bracket,ballots", "18-25,<5"]

@@ -19,7 +19,7 @@ def test_a_proposal_written_as_a_formula_stays_text_in_the_results_csv(tmp_path:
     said = "\n".join(["Bonjour", "1", "1", "3", "31000", "MENU", "2", FORMULA, "1"]) + "\n"
     chat = votz(tmp_path, "chat", stdin=said)
     assert chat.returncode == 0, chat.stderr
-    assert "Idée reçue, code P" in chat.stdout
+    assert "Idée bien arrivée, code P" in chat.stdout
     # ... staff publish it without looking twice, then export the results.
     pending = votz(tmp_path, "proposals", "list", "consultation-jeunes", "--status",
                    "submitted").stdout

@@ -105,12 +105,12 @@ async def test_vote_for_unpublished_or_unknown_proposal(sqlite_app: App,
     me = Person(sqlite_app, sender)
     await me.onboard()
     assert (await me.say(f"VOTE {pending}")).startswith(f"Je ne reconnais pas : {pending}.")
-    assert (await me.say("VOTE 99999")).startswith("Je ne reconnais pas : P99999.")
+    assert (await me.say("VOTE P99999")).startswith("Je ne reconnais pas : P99999.")
     await me.say("MENU")
     await me.say("3")
     await me.say("Budget des lycées")
-    reply = await me.say(pending[1:])
-    assert reply.startswith(f"Je ne reconnais pas : {pending[1:]}.")
+    reply = await me.say(pending)
+    assert reply.startswith(f"Je ne reconnais pas : {pending}.")
     assert (await snapshot(sqlite_app))["ballots"] == []
 
 
@@ -121,7 +121,7 @@ async def test_too_many_duplicates_and_mixed_campaigns(sqlite_app: App,
     codes = [code_of(sqlite_app, t) for t in (
         "Jardin partagé", "Épicerie solidaire", "Vélos en prêt", "Fresque murale")]
     assert "C'est trop : 3 projets au maximum." in await me.say("VOTE " + " ".join(codes))
-    assert "deux fois le même projet" in await me.say(f"{codes[0]} {codes[0]}")
+    assert "Vous avez cité un projet deux fois." in await me.say(f"{codes[0]} {codes[0]}")
     bench = code_of(sqlite_app, "Bancs publics")
     assert "campagnes différentes" in await me.say(f"VOTE {codes[0]} {bench}")
     assert (await snapshot(sqlite_app))["ballots"] == []
@@ -201,7 +201,7 @@ async def test_a_campaign_that_disappears_mid_conversation(sqlite_app: App,
     await sqlite_app.db.run(lambda c: delete_campaign(c, "ideas"))
     await sqlite_app.refresh_catalog()
     reply = await me.say("Une idée pour une campagne supprimée")
-    assert reply.startswith("Oups, un souci de notre côté. On reprend au menu.")
+    assert reply.startswith("Oups, un souci chez nous. On reprend au menu.")
     assert (await me.say("1")).startswith("Les campagnes :")
 
 

@@ -17,8 +17,9 @@ async def test_onboarding_in_french(app: App, sender: RecordingSender) -> None:
     assert first.startswith("Bonjour ! Avec Votz")
     assert first.endswith("1 Français\n2 English\n3 Occitan")
     consent = await me.say("1")
-    assert "votre numéro, votre langue" in consent and "https://" in consent
-    assert (await me.say("j'accepte")).startswith("Votre tranche d'âge ?")
+    # The console's address is no phone number the network verified: not called "numéro".
+    assert "l'identifiant de votre compte, votre langue" in consent and "https://" in consent
+    assert (await me.say("j'accepte")).startswith("Vous avez :")
     assert (await me.say("18-25 ans")).startswith("Votre code postal ?")
     assert await me.say("31 000") == f"Merci, c'est tout bon !\n\nQue voulez-vous faire ?\n{MENU}"
 
@@ -29,9 +30,11 @@ async def test_onboarding_outside_occitanie_reads_but_cannot_vote(
     me = Person(app, sender)
     done = await me.onboard(postcode="75011")
     assert "hors d'Occitanie" in done
-    await me.say("3")  # vote → two campaigns open
-    reply = await me.say("1")
-    assert "réservée aux habitants de son territoire" in reply
+    listing = await me.say("3")  # vote → two campaigns open, neither for them
+    assert listing.startswith("Aucun des votes en cours ne vous est ouvert.\n\nVous pouvez consulter :")
+    assert "2 Budget des lycées (autre territoire)" in listing
+    reply = await me.say("1")  # its page, to read: no Voter there
+    assert "ne pouvez pas y participer (autre territoire)" in reply and "Voter" not in reply
 
 
 async def test_declining_consent_keeps_nothing(app: App, sender: RecordingSender) -> None:
@@ -53,10 +56,14 @@ async def test_under_15_is_not_registered(app: App, sender: RecordingSender) -> 
     await me.say("1")
     await me.say("1")
     assert "accord d'un parent" in await me.say("moins de 15 ans")
-    from bot.store.repo import count_rows
-    from bot.store.tables import participants
+    from bot.store.repo import participant_export
 
-    assert await app.db.run(lambda c: count_rows(c, participants)) == 0
+    # Kept as after a first message (to read campaigns on): no consent, no age, no profile.
+    data = await app.db.run(lambda c: participant_export(c, "console", me.address))
+    assert data is not None
+    person = data["participant"]
+    assert (person["consent_at"], person["age_bracket"], person["postal_code"]) == \
+        (None, None, None)
 
 
 async def test_browse_a_campaign(app: App, sender: RecordingSender) -> None:
@@ -77,18 +84,18 @@ async def test_propose_flow_with_receipt_and_limit(app: App,
     me = Person(app, sender)
     await me.onboard(age="2")  # 15-17: the youth consultation is open to them
     prompt = await me.say("2")
-    assert prompt == ("Tes idées pour la Région : décrivez votre idée en un message "
-                      "(120 caractères au plus).")
+    assert prompt == ("Décrivez votre idée pour « Tes idées pour la Région » en un message "
+                      "(120 caractères au plus). Pour abandonner, envoyez ANNULER.")
     confirm = await me.say("Un bus le samedi soir entre Mende et les villages")
     assert "« Un bus le samedi soir entre Mende et les villages »" in confirm
-    assert (await me.say("2")).startswith("Tes idées pour la Région : décrivez")  # edit
+    assert (await me.say("2")).startswith("Décrivez votre idée pour « Tes idées")  # edit
     await me.say("Un bus le samedi soir")
     receipt = await me.say("envoyer")
-    assert receipt.startswith("Merci ! Idée reçue, code P")
+    assert receipt.startswith("Merci ! Idée bien arrivée, code P")
     code = receipt.split("code ")[1].split(".")[0]
     await me.say("2")
     await me.say("Des concerts dans les lycées")
-    assert "Idée reçue" in await me.say("1")
+    assert "Idée bien arrivée" in await me.say("1")
     refused = await me.say("2")
     assert "déjà proposé 2 idées" in refused  # max_per_person: 2
     from bot.store.repo import participant_export
@@ -107,13 +114,13 @@ async def test_vote_change_and_receipt(app: App, sender: RecordingSender) -> Non
     await me.say("3")
     choose = await me.say("Budget des lycées")
     assert "Jusqu'à 3 projets" in choose
-    assert f"{garden[1:]} Jardin partagé (20 000 €)" in choose
+    assert "\n1 Jardin partagé" in choose  # numbered 1…N, not by id
     confirm = await me.say(f"{garden}, {grocery} et {bikes}")
     assert f"{garden} Jardin partagé\n{grocery} Épicerie solidaire\n{bikes} Vélos en prêt" in confirm
     receipt = await me.say("1")
-    assert receipt.startswith(f"A voté ! Vote enregistré : {garden}, {grocery}, {bikes}. "
+    assert receipt.startswith(f"A voté : {garden}, {grocery}, {bikes}. "
                               "Modifiable jusqu'au 20 mars 2026.")
-    again = await me.say(f"VOTE {mural[1:]}")
+    again = await me.say(f"VOTE {mural}")  # from the menu, with two votes open: a code
     assert again.startswith(f"Votre vote :\n{mural} Fresque murale")
     changed = await me.say("valider")
     assert changed.startswith(f"Vote modifié : {mural}.")
@@ -129,9 +136,9 @@ async def test_budget_ballot_must_fit(app: App, sender: RecordingSender) -> None
     bench, playground, lights = (code_of(app, t) for t in (
         "Bancs publics", "Aire de jeux", "Éclairage solaire"))
     over = await me.say(f"VOTE {bench} {playground} {lights}")
-    assert "coûte 75 000 €, plus que l'enveloppe de 60 000 €" in over
-    under = await me.say(bench[1:])
-    assert "coûte 10 000 € : utilisez au moins 30 000 €" in under
+    assert "Votre sélection dépasse l'enveloppe : 75 000 € pour 60 000 €." in over
+    under = await me.say("1")  # Bancs publics, first on the list shown again
+    assert "fait 10 000 € : il faut atteindre au moins 30 000 €" in under
     confirm = await me.say(f"{playground} {bench}")
     assert "Total : 45 000 € sur 60 000 €" in confirm
     assert "A voté" in await me.say("1")
@@ -146,7 +153,7 @@ async def test_my_data_and_erasure_keep_closed_ballots_anonymous(
     await me.say(f"VOTE {garden}")
     await me.say("1")
     data = await me.say("4")
-    assert "Numéro : +33600000001\n" in data
+    assert "Identifiant : +33600000001\n" in data  # the console's address: not a phone
     assert f"âge : 18-25 ans, CP : 48000\nAccord : 10 mars 2026 11:00\nIdées : 0, votes : {garden}" in data
     clock.advance(days=11)  # the vote has closed: the ballot is counted
     await me.say("MENU")
@@ -186,7 +193,7 @@ async def test_help_and_keywords_at_any_step(app: App, sender: RecordingSender) 
     await me.say("1") if False else None
     helped = await me.say("aide")
     assert "Mots-clés : MENU, AIDE" in helped and "participation@example.org" in helped
-    assert helped.endswith("(120 caractères au plus).") or "Votre" in helped
+    assert helped.endswith("Pour abandonner, envoyez ANNULER.") or "Votre" in helped
     assert (await me.say("annuler")).startswith("C'est annulé.\n\nQue voulez-vous faire ?")
     assert (await me.say("Menu")).startswith("Que voulez-vous faire ?")
 
@@ -249,8 +256,8 @@ async def test_results_phase_shows_the_winners(app: App, sender: RecordingSender
     me = voters[0]
     await me.say("1")
     detail = await me.say("Sondage terminé")
-    assert "Étape : résultats" in detail
-    assert f"Projets retenus :\n{yes} Oui" in detail
+    assert "Étape : vote" not in detail and "Voter" not in detail
+    assert f"votants ont retenu :\n{yes} Oui" in detail
 
 
 async def test_erasure_during_an_open_vote_withdraws_the_ballot(

@@ -12,7 +12,7 @@ import random
 import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -62,13 +62,6 @@ async def post_sms(client: httpx.AsyncClient, text: str, number: str, sid: str
                    ) -> httpx.Response:
     form, headers = signed_form(text, number, public_url=PUBLIC, auth_token=AUTH_TOKEN, sid=sid)
     return await client.post("/sms/inbound", data=form, headers=headers)
-
-
-@pytest.fixture
-def fake_twilio() -> Iterator[tuple[FakeTwilio, str]]:
-    fake = FakeTwilio()
-    with LocalServer(fake.asgi()) as server:
-        yield fake, server.url
 
 
 def quick_supervisor(server: Server) -> Supervisor:

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import Connection, insert, select
 
 from bot.app import App
-from bot.channels.base import Reply
+from bot.channels.base import Inbound, Reply
 from bot.delivery.outbox import queue_values
 from bot.staff import privacy
 from bot.store.tables import outbox, participants
@@ -61,3 +61,29 @@ async def test_erasure_forgets_every_account_of_the_number(
                 list(conn.execute(select(outbox.c.address)).scalars()))
 
     assert await app.db.run(left) == ([ids["other"]], ["4343"])
+
+
+async def test_someone_under_15_answering_by_sms_leaves_the_numbers_other_account(
+        app: App, clock: FixedClock) -> None:
+    """"Moins de 15 ans" forgets what this conversation stored, on this account only: a
+    Telegram account that shared the same number (a parent's, say) is not theirs to erase."""
+    now = clock()
+
+    def telegram_account(conn: Connection) -> int:
+        return conn.execute(insert(participants).values(
+            channel="telegram", address="4242", locale="fr", status="active", consent_at=now,
+            age_bracket="35-49", departement="31", created_at=now, phone=PHONE,
+        ).returning(participants.c.id)).scalar_one()
+
+    parent = await app.db.run(telegram_account)
+    for n, text in enumerate(("Bonjour", "1", "1", "1"), 1):  # language, consent, under 15
+        await app.handle(Inbound("sms", PHONE, text, provider_id=f"SM{n}", received_at=now))
+
+    def accounts(conn: Connection) -> list[tuple[str, object]]:
+        return [tuple(r) for r in conn.execute(
+            select(participants.c.channel, participants.c.consent_at)
+            .order_by(participants.c.id))]
+
+    stored = await app.db.run(accounts)
+    assert stored[0] == ("telegram", now) and parent
+    assert stored[1:] == [("sms", None)]  # only what a first message leaves

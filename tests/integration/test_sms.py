@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,18 +18,10 @@ from bot.config import Settings
 from bot.server import Server
 from bot.store.tables import outbox, participants
 from bot.testing.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from bot.testing.server import LocalServer
 from tests.conftest import CAMPAIGNS, FixedClock, Proxy, code_of
 
 PUBLIC = "https://votz.example.org"
 MOBILE = "+33612345678"
-
-
-@pytest.fixture
-def fake_twilio() -> Iterator[tuple[FakeTwilio, str]]:
-    fake = FakeTwilio()
-    with LocalServer(fake.asgi()) as server:
-        yield fake, server.url
 
 
 @dataclass
@@ -101,13 +93,13 @@ async def test_full_conversation_by_sms(sms: Sms) -> None:
                          "5 Réglages\n6 Aide")
     await sms.text("MENU")
     assert "Proposer" in menu
-    assert (await sms.text("2")).startswith("Tes idées pour la Région")
+    assert (await sms.text("2")).startswith('Décrivez votre idée pour "Tes idées pour la Région"')
     confirm = await sms.text("Un bus le dimanche vers Mende")
     assert '"Un bus le dimanche vers Mende"' in confirm  # « » made GSM-7
-    assert "Idée recue, code P" in await sms.text("1")  # ç is not GSM-7
+    assert "Merci ! Idée bien arrivée, code P" in await sms.text("1")  # no ç: GSM-7 as written
     garden = code_of(sms.app, "Jardin partagé")
-    assert (await sms.text(f"vote {garden[1:]}")).startswith(f"Votre vote :\n{garden}")
-    assert (await sms.text("1")).startswith(f"A voté ! Vote enregistré : {garden}.")
+    assert (await sms.text(f"vote {garden}")).startswith(f"Votre vote :\n{garden}")
+    assert (await sms.text("1")).startswith(f"A voté : {garden}.")
 
 
 @pytest.mark.parametrize(
@@ -214,7 +206,7 @@ async def test_twilio_opt_out_signal_stops_quietly(sms: Sms) -> None:
 async def test_stop_in_every_spelling(sms: Sms, word: str) -> None:
     await onboard(sms)
     assert await sms.text(word) == ("C'est noté, vous ne recevrez plus de messages. "
-                                    "Envoyez START pour revenir.")
+                                    "Pour revenir, envoyez START ou REPRENDRE.")
     assert await sms.text("Bonjour") == ""
 
 

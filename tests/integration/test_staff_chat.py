@@ -3,7 +3,7 @@ through the real Twilio client to the fake Twilio, one `Server` as `votz run` bu
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 import pytest
@@ -25,20 +25,12 @@ from bot.store.tables import (
 )
 from bot.testing.fake_telegram import TOKEN, Call, FakeTelegram
 from bot.testing.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
-from bot.testing.server import LocalServer
 from tests.conftest import CAMPAIGNS, FixedClock, code_of
 
 STAFF, COLLEAGUE = 9001, 9002  # VOTZ_STAFF_TELEGRAM_IDS
 ANNE, BEN = 1001, 1002  # participants on Telegram
 SMS_PEOPLE = ("+33611000001", "+33611000002", "+33611000003")
 OCCITAN_SMS = "+33611000004"
-
-
-@pytest.fixture
-def fake_twilio() -> Iterator[tuple[FakeTwilio, str]]:
-    fake = FakeTwilio()
-    with LocalServer(fake.asgi()) as server:
-        yield fake, server.url
 
 
 @dataclass
@@ -248,7 +240,7 @@ async def test_a_new_proposal_reaches_staff_and_the_rejection_reaches_its_author
     assert desk.labels(STAFF, mid(card)) == []
     # The author is told, in English, with the reason.
     told = desk.fake.sent(ANNE)[-1].text
-    assert told == (f"Your idea {code} for Your ideas for the Region was not retained: off "
+    assert told == (f"Your idea {code} for \"Your ideas for the Region\" was not retained: off "
                     "topic for this campaign. A question? Send HELP.")
     log = await desk.app.db.run(lambda c: c.execute(
         select(campaign_log.c.actor, campaign_log.c.action, campaign_log.c.detail)

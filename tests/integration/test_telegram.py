@@ -110,11 +110,15 @@ async def test_buttons_all_the_way(tg: Telegram) -> None:
     choose = await tg.presses(detail, "Voter")
     assert choose is not None
     garden = code_of(tg.app, "Jardin partagé")
-    assert f"{garden} Jardin partagé (20 000 €)" in [label for label, _ in choose.buttons]
-    confirm = await tg.presses(choose, f"{garden} Jardin partagé (20 000 €)")
+    # Short titles on buttons; costs only where the ballot is a budget (Détails has them).
+    assert f"{garden} Jardin partagé" in [label for label, _ in choose.buttons]
+    # Up to 3 projects: a press ticks one in the same message, Valider ends the choice.
+    ticked = await tg.presses(choose, f"{garden} Jardin partagé")
+    assert ticked is None
+    confirm = await tg.presses(tg.fake.now(choose), "Valider (1/3)")
     assert confirm is not None and confirm.text.startswith(f"Votre vote :\n{garden}")
     receipt = await tg.presses(confirm, "Valider")
-    assert receipt is not None and receipt.text.startswith(f"A voté ! Vote enregistré : {garden}")
+    assert receipt is not None and receipt.text.startswith(f"A voté : {garden}")
     # Change it by typing several numbers where buttons were offered.
     await tg.presses(receipt, "Voter")
     bikes = code_of(tg.app, "Vélos en prêt")
@@ -208,8 +212,8 @@ async def test_command_menu_is_published_per_language(tg: Telegram) -> None:
 async def test_commands_work_as_keywords(tg: Telegram) -> None:
     await onboard(tg)
     assert (await tg.says("/campagnes")).text.startswith("Les campagnes :")
-    assert (await tg.says("/mesdonnees")).text.startswith("Vos données :\nNuméro : 1001")
-    assert "Mots-clés" in (await tg.says("/aide")).text
+    assert (await tg.says("/mesdonnees")).text.startswith("Vos données :\nIdentifiant : 1001")
+    assert "MENU, AIDE, LANGUE" in (await tg.says("/aide")).text
 
 
 async def test_forged_webhook_calls_are_refused(tg: Telegram) -> None:
@@ -266,7 +270,7 @@ async def test_verified_phone_one_ballot_across_telegram_and_sms(tg: Telegram,
     tg.fake.shares_contact(ANNE, "33611223344")
     await tg.deliver()
     choose = tg.fake.sent(ANNE)[-1]
-    assert choose.text.startswith("Vote vérifié\nChoisissez un projet")
+    assert choose.text.startswith("Vote vérifié\nTouchez le projet de votre choix.")
     confirm = await tg.presses(choose, f"{tram} Tram")
     assert confirm is not None
     assert (await tg.presses(confirm, "Valider")) is not None
@@ -295,23 +299,24 @@ async def test_each_person_in_order_people_concurrently(tg: Telegram) -> None:
     await tg.deliver()  # one batch of 12 updates, handled concurrently
     for user in people:
         assert [c.text.split("\n")[0][:24] for c in tg.fake.sent(user)] == [
-            "Bonjour ! Avec Votz, pro", "Pour participer, nous ga", "Votre tranche d'âge ?",
+            "Bonjour ! Avec Votz, pro", "Pour participer, nous ga", "Vous avez :",
             "Votre code postal ? (ex."]
 
 
 async def test_proposing_an_idea_with_buttons(tg: Telegram) -> None:
     await onboard(tg)
     prompt = await tg.says("/proposer")  # the command menu's entry
-    assert prompt.text.startswith("Tes idées pour la Région : décrivez votre idée")
+    assert prompt.text.startswith("Décrivez votre idée pour « Tes idées pour la Région » en")
     assert prompt.buttons == []  # free text expected
     confirm = await tg.says("Un bus le samedi soir <b>entre</b> Mende et les villages 🚌")
     assert "« Un bus le samedi soir <b>entre</b> Mende et les villages 🚌 »" in confirm.text
     assert "parse_mode" not in confirm.params  # what people write is shown as written
     edit = await tg.presses(confirm, "Modifier")
-    assert edit is not None and edit.text.startswith("Tes idées pour la Région")
+    assert edit is not None and edit.text.startswith("Décrivez votre idée pour « Tes idées")
     confirm = await tg.says("Un bus le samedi soir")
     receipt = await tg.presses(confirm, "Envoyer")
-    assert receipt is not None and receipt.text.startswith("Merci ! Idée reçue, code P")
+    assert receipt is not None and receipt.text.startswith(
+        "Merci ! Idée bien arrivée, code P")
     code = receipt.text.split("code ")[1].split(".")[0]
     mine = select(proposals.c.id, proposals.c.title, proposals.c.status).where(
         proposals.c.author_id.is_not(None))

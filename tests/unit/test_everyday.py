@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.conversation.effects import CastBallot, Erase, GiveConsent, SetProfile
+from bot.conversation.effects import CastBallot, Erase, GiveConsent, SetProfile, Unregister
 from bot.conversation.engine import Decision, State, render
 from bot.conversation.matching import Option, match_one, near
 from bot.domain.participants import Profile
@@ -103,8 +103,8 @@ def test_an_age_or_a_bracket_at_the_age_question(typed: str, bracket: str) -> No
 @pytest.mark.parametrize("typed", ["12", "j'ai 14 ans", "moins de 15 ans"])
 def test_under_15_by_age_is_the_under_15_bracket(typed: str) -> None:
     decision = say(typed, State("onboarding.age"), NEWCOMER)
-    assert decision.effects == (Erase(),)
-    assert decision.state is None
+    assert decision.effects == (Unregister(),)  # nothing kept; campaigns to read
+    assert step_of(decision) == "browse.list"
     assert "accord d'un parent" in text(decision)
 
 

@@ -79,9 +79,12 @@ def test_plural_rules() -> None:
 
     for locale in ("fr", "oc"):
         t = i18n[locale]
-        one = t.render(PluralMsg("vote.rules_up_to", "vote.rules_up_to_plural", 1))
-        two = t.render(PluralMsg("vote.rules_up_to", "vote.rules_up_to_plural", 2))
-        zero = t.render(PluralMsg("vote.rules_up_to", "vote.rules_up_to_plural", 0))
+        one = t.render(PluralMsg("vote.rules_up_to", "vote.rules_up_to_plural", 1,
+                                  example="1 2"))
+        two = t.render(PluralMsg("vote.rules_up_to", "vote.rules_up_to_plural", 2,
+                                  example="1 2"))
+        zero = t.render(PluralMsg("vote.rules_up_to", "vote.rules_up_to_plural", 0,
+                                  example="1 2"))
         # n > 1 is plural in French and Occitan: 0 and 1 take the singular.
         assert one.replace("1", "0") == zero
         assert two != one.replace("1", "2")

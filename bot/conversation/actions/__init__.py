@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from bot.conversation.actions import (
     browse,
+    details,
     keywords,
     main,
     onboarding,
@@ -66,6 +67,9 @@ BEHAVIOUR = Behaviour(
     help=main.show_help,
     reminders=settings.set_reminders,
     report=keywords.report_proposal,
+    more=details.page_more,
+    selection=vote.selection,
+    whole=frozenset(name for name, (_, ids) in SOURCES.items() if ids is not None),
 )
 
 __all__ = ["ACTIONS", "BEHAVIOUR", "LANGUAGE_NAMES", "REGISTRY", "SOURCES", "VIEWS"]

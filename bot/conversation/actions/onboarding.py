@@ -6,16 +6,20 @@ import re
 from typing import Any
 
 from bot.conversation.actions.common import AGE_LABELS, Actions, Sources, Views
-from bot.conversation.effects import Erase, GiveConsent, SetProfile
+from bot.conversation.effects import Erase, GiveConsent, SetProfile, Unregister
 from bot.conversation.engine import Turn
 from bot.conversation.matching import Option
 from bot.domain.campaigns import AGE_BRACKETS
-from bot.domain.participants import departement_of
+from bot.domain.participants import age_span, departement_of
 from bot.domain.region import OCCITANIE
+from bot.i18n import N_
 
 
 def privacy_notice(turn: Turn) -> dict[str, Any]:
-    return {"url": turn.ctx.settings.privacy_url}
+    # What identifies the person: a phone number on SMS, an account id on a chat app.
+    held = N_("privacy.your_number") if turn.ctx.verified_address \
+        else N_("privacy.your_account")
+    return {"url": turn.ctx.settings.privacy_url, "address": turn.t(held)}
 
 
 def record_consent(turn: Turn, value: Any) -> str:
@@ -29,16 +33,6 @@ def record_consent(turn: Turn, value: Any) -> str:
     return "declined"
 
 
-def age_span(bracket: str) -> tuple[int, int]:
-    """The ages a bracket holds: `15-17` → (15, 17), `under-15` → (0, 14), `65+` → (65, 130)."""
-    if bracket.startswith("under-"):
-        return 0, int(bracket.removeprefix("under-")) - 1
-    if bracket.endswith("+"):
-        return int(bracket[:-1]), 130
-    low, high = bracket.split("-")
-    return int(low), int(high)
-
-
 def age_brackets(turn: Turn) -> list[Option]:
     # An age ("16", "j'ai 16 ans") or a bracket as shown ("18-25") is an answer too.
     t = turn.t
@@ -50,11 +44,17 @@ def age_brackets(turn: Turn) -> list[Option]:
 
 def set_age_bracket(turn: Turn, value: Any) -> str:
     if value == "under-15":
-        # Under 15, French law asks for a parent's consent too: we keep nothing.
-        turn.effect(Erase())
-        turn.forget = True
-        turn.notice("onboarding.too_young")
-        return "too_young"
+        # Under 15, French law asks for a parent's consent too: we keep nothing about them
+        # (no consent, no age), only what any first message leaves; they may read campaigns.
+        turn.effect(Unregister())
+        turn.update_profile(consent_at=None)
+        turn.notice(N_("onboarding.reader"))
+        slug = turn.data.get("deep_link")
+        turn.data = {}
+        if slug and turn.ctx.catalog.by_slug(slug):
+            turn.data["campaign"] = slug
+            return "reader_campaign"
+        return "reader"
     turn.effect(SetProfile(age_bracket=str(value)))
     turn.update_profile(age_bracket=str(value))
     return "ok"
@@ -81,7 +81,7 @@ def set_postcode(turn: Turn, value: Any) -> str:
 
 ACTIONS: Actions = {
     "record_consent": (record_consent, {"accepted", "declined"}),
-    "set_age_bracket": (set_age_bracket, {"ok", "too_young"}),
+    "set_age_bracket": (set_age_bracket, {"ok", "reader", "reader_campaign"}),
     "set_postcode": (set_postcode, {"ok", "campaign", "retry"}),
 }
 VIEWS: Views = {

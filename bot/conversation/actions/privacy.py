@@ -17,10 +17,21 @@ def my_data(turn: Turn) -> dict[str, Any]:
         "consent": t.datetime(profile.consent_at) if profile.consent_at else "-",
         "age": t(AGE_LABELS[profile.age_bracket]) if profile.age_bracket else "-",
         "postcode": profile.postal_code or "-",
-        "address": ctx.address,
+        "address": address_line(turn),
         "proposals": sum(ctx.proposal_counts.values()),
         "ballots": "; ".join(codes(ids) for ids in ctx.ballots.values()) or "-",
     }
+
+
+def address_line(turn: Turn) -> str:
+    """How the person is reached: a phone number (SMS), or an account id (a chat app: not a
+    number), with the number they verified there, if any."""
+    ctx, t, phone = turn.ctx, turn.t, turn.profile.phone
+    if ctx.verified_address:
+        return t("privacy.number_line", address=ctx.address)
+    if phone:
+        return t("privacy.account_phone_line", address=ctx.address, phone=phone)
+    return t("privacy.account_line", address=ctx.address)
 
 
 def erase_me(turn: Turn, value: Any) -> str:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.channels.gsm7 import cost, is_gsm7, sms_safe
 from bot.conversation.actions.common import (
     Actions,
     Sources,
     Views,
-    campaign_options,
-    open_campaigns,
+    acting_options,
     refuse,
     route,
 )
@@ -21,14 +21,21 @@ from bot.domain.participants import may_propose
 from bot.i18n import N_
 
 MIN_PROPOSAL_LETTERS = 3
+# An idea echoed before "On l'envoie ?" on a channel paying per segment (SMS), in GSM-7 units:
+# its first words, then "…" (the sender has the whole text). A longer echo would push the
+# confirmation over 2 segments, or its choices onto a second page. An idea with a character
+# GSM-7 lacks (an emoji) sends the whole reply as UCS-2, where 2 segments hold 134 units.
+ECHO_UNITS = 100
+ECHO_UNITS_UCS2 = 40
 
 
 def route_propose(turn: Turn, value: Any = None) -> str:
-    return route(turn, Phase.SUBMISSION, N_("propose.none"))
+    return route(turn, Phase.SUBMISSION, N_("propose.none"), N_("propose.none_for_you"))
 
 
 def submission_campaigns(turn: Turn) -> list[Option]:
-    return campaign_options(turn, open_campaigns(turn, Phase.SUBMISSION))
+    """Campaigns this person may send ideas to, then the others "à consulter", with why."""
+    return acting_options(turn, Phase.SUBMISSION)
 
 
 def check_may_propose(turn: Turn, value: Any = None) -> str:
@@ -66,7 +73,24 @@ def draft_proposal(turn: Turn, value: Any) -> str:
 
 
 def proposal_draft(turn: Turn) -> dict[str, Any]:
-    return {"text": turn.data.get("draft", "")}
+    text = str(turn.data.get("draft", ""))
+    return {"text": echo(text) if turn.ctx.page_segments is not None else text}
+
+
+def echo(text: str) -> str:
+    """`text` as echoed by SMS: whole when short, else its first words and "…"."""
+    room = ECHO_UNITS if is_gsm7(sms_safe(text)) else ECHO_UNITS_UCS2
+    if cost(sms_safe(text)).units <= room:
+        return text
+    kept = ""
+    for word in text.split(" "):
+        longer = f"{kept} {word}" if kept else word
+        if cost(sms_safe(longer + "…")).units > room:
+            break
+        kept = longer
+    if not kept:  # one long word: cut inside it
+        kept = text[:room // 2]
+    return kept.rstrip(" ,;:.-") + "…"
 
 
 def submit_proposal(turn: Turn, value: Any) -> str:
@@ -87,7 +111,7 @@ def submit_proposal(turn: Turn, value: Any) -> str:
 
 
 ACTIONS: Actions = {
-    "route_propose": (route_propose, {"one", "many", "none"}),
+    "route_propose": (route_propose, {"one", "many", "none", "read"}),
     "check_may_propose": (check_may_propose, {"ok", "refused"}),
     "draft_proposal": (draft_proposal, {"ok", "retry"}),
     "submit_proposal": (submit_proposal, {"submitted", "edit", "cancelled", "refused"}),

@@ -2,30 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from bot.conversation.actions.common import (
     Actions,
     Sources,
     Views,
-    campaign_options,
+    acting_options,
     codes,
-    open_campaigns,
     refuse,
     route,
     until,
 )
 from bot.conversation.effects import CastBallot, DropDraft, SetPhone, StartBallot
-from bot.conversation.engine import Turn
+from bot.conversation.engine import PICKED, Selection, Turn
 from bot.conversation.matching import Option
 from bot.domain.ballots import BallotProblem, ballot_cost, proposal_code, validate_ballot
 from bot.domain.campaigns import BallotMethod, Campaign, Phase
 from bot.domain.participants import Refusal, may_vote
-from bot.i18n import N_, PluralMsg
+from bot.i18n import N_, Msg, PluralMsg
 
+# TOO_MANY has a plural form ("1 projet", "3 projets"): see ballot_problem.
 BALLOT_PROBLEMS = {
     BallotProblem.EMPTY: N_("ballot.empty"),
-    BallotProblem.TOO_MANY: N_("ballot.too_many"),
     BallotProblem.DUPLICATE: N_("ballot.duplicate"),
     BallotProblem.UNKNOWN: N_("ballot.unknown"),
     BallotProblem.OVER_BUDGET: N_("ballot.over_budget"),
@@ -34,11 +34,12 @@ BALLOT_PROBLEMS = {
 
 
 def route_vote(turn: Turn, value: Any = None) -> str:
-    return route(turn, Phase.VOTE, N_("vote.none"))
+    return route(turn, Phase.VOTE, N_("vote.none"), N_("vote.none_for_you"))
 
 
 def voting_campaigns(turn: Turn) -> list[Option]:
-    return campaign_options(turn, open_campaigns(turn, Phase.VOTE))
+    """Votes this person may cast, then the others "à consulter", with why."""
+    return acting_options(turn, Phase.VOTE)
 
 
 def lacks_phone(turn: Turn, campaign: Campaign) -> bool:
@@ -96,13 +97,39 @@ def published_proposals(turn: Turn) -> list[Option]:
         return []
     locale, t = turn.profile.locale, turn.t
     options = []
-    for proposal in turn.ctx.catalog.published(campaign.id):
-        label = proposal.text(locale)
+    for number, proposal in enumerate(turn.ctx.catalog.published(campaign.id), 1):
+        # The short title in lists and buttons; the full title and cost behind INFO 3. A
+        # budget ballot shows costs in the list too: choosing within an envelope needs them.
+        label, detail = proposal.label(locale), proposal.text(locale)
         if proposal.cost is not None:
-            label = f"{label} ({t.euros(proposal.cost)})"
-        options.append(Option(id=str(proposal.id), key=str(proposal.id), label=label,
-                              codes=(proposal.code.lower(),), code=proposal.code))
+            detail = f"{detail} ({t.euros(proposal.cost)})"
+            if campaign.ballot.method is BallotMethod.BUDGET:
+                label = f"{label} ({t.euros(proposal.cost)})"
+        options.append(Option(id=str(proposal.id), key=str(number), label=label,
+                              codes=(proposal.code.lower(),), code=proposal.code,
+                              detail=detail))
     return options
+
+
+def example_numbers(turn: Turn, campaign: Campaign, most: int) -> str:
+    """An example answer made of numbers from the list on screen (`1 2`): never numbers
+    the person cannot see, and on a budget ballot never more than its envelope (the first
+    projects in list order while their running total fits, going on past one that does
+    not only while under the ballot's minimum: following the example works)."""
+    listed = turn.ctx.catalog.published(campaign.id)
+    if campaign.ballot.method is not BallotMethod.BUDGET or campaign.envelope is None:
+        return " ".join(str(n) for n in range(1, min(most, len(listed)) + 1)) or "1"
+    numbers: list[str] = []
+    total, minimum = 0, int(campaign.ballot.min_share * campaign.envelope)
+    for number, proposal in enumerate(listed, 1):
+        if len(numbers) == most:
+            break
+        if total + (proposal.cost or 0) <= campaign.envelope:
+            total += proposal.cost or 0
+            numbers.append(str(number))
+        elif numbers and total >= minimum:
+            break
+    return " ".join(numbers) or "1"
 
 
 def _rules_msg(campaign: Campaign, turn: Turn) -> str:
@@ -110,10 +137,12 @@ def _rules_msg(campaign: Campaign, turn: Turn) -> str:
     rules = campaign.ballot
     if rules.method is BallotMethod.BUDGET:
         assert campaign.envelope is not None
-        return t("vote.rules_budget", envelope=t.euros(campaign.envelope))
+        return t("vote.rules_budget", envelope=t.euros(campaign.envelope),
+                 example=example_numbers(turn, campaign, 3))
     if rules.method is BallotMethod.SINGLE:
         return t("vote.rules_single")
-    return t.render(PluralMsg("vote.rules_up_to", "vote.rules_up_to_plural", rules.max_choices))
+    return t.render(PluralMsg("vote.rules_up_to", "vote.rules_up_to_plural", rules.max_choices,
+                              example=example_numbers(turn, campaign, 2)))
 
 
 def ballot_rules(turn: Turn) -> dict[str, Any]:
@@ -122,10 +151,74 @@ def ballot_rules(turn: Turn) -> dict[str, Any]:
     current = turn.ctx.ballots.get(campaign.id)
     t = turn.t
     return {
-        "campaign": campaign.text("title", turn.profile.locale),
-        "rules": _rules_msg(campaign, turn),
-        "current": t("vote.current", codes=codes(current)) if current else "",
+        "campaign": campaign.label(turn.profile.locale),  # short: the list needs the room
+        "rules": _button_rules(campaign, turn) if turn.ctx.buttons else _rules_msg(campaign, turn),
+        "current": (t("vote.current", codes=_as_listed(turn, campaign, current))
+                    if current else "")
+        + _picked_line(turn, campaign),
     }
+
+
+def _as_listed(turn: Turn, campaign: Campaign, ids: Sequence[int]) -> str:
+    """A ballot as the list below it numbers it (`1, 4`) where numbers are typed; codes on
+    buttons, which show them, and for a choice no longer listed."""
+    if turn.ctx.buttons:
+        return codes(ids)
+    listed = [p.id for p in turn.ctx.catalog.published(campaign.id)]
+    return ", ".join(str(listed.index(i) + 1) if i in listed else proposal_code(i)
+                     for i in ids)
+
+
+def _toggles(campaign: Campaign) -> bool:
+    """Several projects may be picked: on buttons, each press ticks or unticks one."""
+    rules = campaign.ballot
+    return rules.method is BallotMethod.BUDGET or (
+        rules.method is BallotMethod.UP_TO and rules.max_choices > 1)
+
+
+def _button_rules(campaign: Campaign, turn: Turn) -> str:
+    """The rules where projects are tapped (buttons), not typed by number."""
+    t = turn.t
+    if campaign.ballot.method is BallotMethod.BUDGET:
+        return t("vote.rules_budget_buttons", envelope=t.euros(campaign.envelope or 0))
+    if not _toggles(campaign):
+        return t("vote.rules_single_buttons")
+    return t("vote.rules_up_to_buttons", n=campaign.ballot.max_choices)
+
+
+def _picked_line(turn: Turn, campaign: Campaign) -> str:
+    """The selection under way on buttons: its codes and count, or its total."""
+    proposals = turn.ctx.catalog.proposals
+    ids = [int(i) for i in turn.data.get(PICKED, ()) if int(i) in proposals]
+    if not ids:
+        return ""
+    t = turn.t
+    if campaign.ballot.method is BallotMethod.BUDGET:
+        return t("vote.picked_budget", codes=codes(ids),
+                 total=t.euros(ballot_cost(ids, proposals)),
+                 envelope=t.euros(campaign.envelope or 0))
+    return t("vote.picked", codes=codes(ids), count=len(ids), max=campaign.ballot.max_choices)
+
+
+def selection(turn: Turn, ids: Sequence[str]) -> Selection:
+    """A selection under way on buttons (the engine's toggles): over the number allowed or
+    the envelope, the press that would make it is refused with a short notice."""
+    campaign = turn.campaign()
+    if campaign is None or not _toggles(campaign):
+        return Selection()
+    chosen = [int(i) for i in ids]
+    t = turn.t
+    if campaign.ballot.method is BallotMethod.BUDGET:
+        envelope = campaign.envelope or 0
+        total = ballot_cost(chosen, turn.ctx.catalog.proposals)
+        over = Msg(N_("vote.over_envelope"), {"total": t.euros(total),
+                                               "envelope": t.euros(envelope)})
+        return Selection(toggles=True, refusal=over if total > envelope else None,
+                         progress=t.euros(total))
+    most = campaign.ballot.max_choices
+    full = Msg(N_("vote.full"), {"max": most})
+    return Selection(toggles=True, refusal=full if len(chosen) > most else None,
+                     progress=f"{len(chosen)}/{most}")
 
 
 def check_ballot(turn: Turn, campaign: Campaign, ids: list[int]) -> bool:
@@ -134,15 +227,23 @@ def check_ballot(turn: Turn, campaign: Campaign, ids: list[int]) -> bool:
     problem = validate_ballot(campaign, ids, proposals)
     if problem is None:
         return True
-    t = turn.t
-    turn.notice(
-        BALLOT_PROBLEMS[problem],
-        max=campaign.ballot.max_choices,
-        total=t.euros(ballot_cost(ids, proposals)),
-        envelope=t.euros(campaign.envelope or 0),
-        minimum=t.euros(int(campaign.ballot.min_share * (campaign.envelope or 0))),
-    )
+    turn.say(ballot_problem(turn, campaign, ids, problem))
     return False
+
+
+def ballot_problem(turn: Turn, campaign: Campaign, ids: list[int],
+                   problem: BallotProblem) -> Msg:
+    """What is wrong with a ballot, said with its figures."""
+    if problem is BallotProblem.TOO_MANY:
+        most = campaign.ballot.max_choices
+        return PluralMsg("ballot.too_many", "ballot.too_many_plural", most, max=most)
+    t = turn.t
+    envelope = campaign.envelope or 0
+    return Msg(BALLOT_PROBLEMS[problem], {
+        "total": t.euros(ballot_cost(ids, turn.ctx.catalog.proposals)),
+        "envelope": t.euros(envelope),
+        "minimum": t.euros(int(campaign.ballot.min_share * envelope)),
+    })
 
 
 def draft_ballot(turn: Turn, value: Any) -> str:
@@ -161,10 +262,11 @@ def ballot_draft(turn: Turn) -> dict[str, Any]:
     assert campaign is not None
     proposals = turn.ctx.catalog.proposals
     locale = turn.profile.locale
-    lines = [f"{proposal_code(i)} {proposals[i].text(locale)}"
+    lines = [f"{proposal_code(i)} {proposals[i].label(locale)}"
              for i in turn.data.get("ballot", []) if i in proposals]
     total = ""
-    if campaign.envelope is not None:
+    # Only a budget ballot is held to its envelope: elsewhere a total would read as a limit.
+    if campaign.ballot.method is BallotMethod.BUDGET and campaign.envelope is not None:
         total = turn.t("vote.total", total=turn.t.euros(
             ballot_cost(turn.data.get("ballot", []), proposals)),
             envelope=turn.t.euros(campaign.envelope))
@@ -206,7 +308,7 @@ def cast_ballot(turn: Turn, value: Any) -> str:
 
 
 ACTIONS: Actions = {
-    "route_vote": (route_vote, {"one", "many", "none"}),
+    "route_vote": (route_vote, {"one", "many", "none", "read"}),
     "check_may_vote": (check_may_vote, {"ok", "refused", "need_phone"}),
     "set_phone": (set_phone, {"ok", "retry"}),
     "draft_ballot": (draft_ballot, {"ok", "retry"}),
