@@ -36,7 +36,7 @@ check-wheel:  ## a plain (non-editable) install ships flows, campaigns and catal
 	rm -rf build/wheel-venv
 	$(PYTHON) -m venv build/wheel-venv
 	build/wheel-venv/bin/pip install --quiet .
-	cd build && printf 'bonjour\n2\n' | wheel-venv/bin/votz --database-url sqlite:///wheel.db chat | grep -q "To take part, we keep your number" \
+	cd build && printf 'bonjour\n2\n' | wheel-venv/bin/votz --database-url sqlite:///wheel.db chat | grep -q "To take part, we keep your account ID" \
 	  || { echo "the installed wheel does not hold a conversation"; exit 1; }
 	cd build && wheel-venv/bin/votz flows check
 	rm -rf build/wheel-venv build/wheel.db*
