@@ -123,8 +123,8 @@ async def test_results_in_english(sqlite_app: App, sender: RecordingSender,
     assert f"{yes} came first (5 votes).\n1 Other campaigns" in page
 
 
-async def test_a_vote_over_never_asks_to_vote(sqlite_app: App, sender: RecordingSender,
-                                              clock: FixedClock, tmp_path: Path) -> None:
+async def load_gap(app: App, tmp_path: Path) -> None:
+    """A poll whose vote ended two days ago and whose results come in three days."""
     folder = tmp_path / "gap"
     folder.mkdir()
     (folder / "gap.yaml").write_text("""
@@ -140,7 +140,12 @@ seed_proposals:
   - {ref: a, title: {fr: Piscine}}
   - {ref: b, title: {fr: Patinoire}}
 """, encoding="utf-8")
-    await sqlite_app.load_campaigns(folder)
+    await app.load_campaigns(folder)
+
+
+async def test_a_vote_over_never_asks_to_vote(sqlite_app: App, sender: RecordingSender,
+                                              clock: FixedClock, tmp_path: Path) -> None:
+    await load_gap(sqlite_app, tmp_path)
     me = Person(sqlite_app, sender)
     await me.onboard()
     waiting = await _page(me, title="Sondage en attente")  # vote over, results not yet out
@@ -335,22 +340,7 @@ def test_telegram_names_three_and_details_list_them_all() -> None:
 
 async def test_nothing_to_follow_once_the_vote_is_over_but_its_results_for_a_voter(
         sqlite_app: App, sender: RecordingSender, clock: FixedClock, tmp_path: Path) -> None:
-    folder = tmp_path / "gap"
-    folder.mkdir()
-    (folder / "gap.yaml").write_text("""
-slug: gap
-kind: poll
-title: {fr: Sondage en attente}
-summary: {fr: Votez pour votre projet préféré.}
-phases:
-  vote: {start: today-10, end: today-2}
-  results: {start: today+3}
-ballot: {method: single}
-seed_proposals:
-  - {ref: a, title: {fr: Piscine}}
-  - {ref: b, title: {fr: Patinoire}}
-""", encoding="utf-8")
-    await sqlite_app.load_campaigns(folder)
+    await load_gap(sqlite_app, tmp_path)
     voter, other = Person(sqlite_app, sender), Person(sqlite_app, sender, address="+33611110000")
     await voter.onboard()
     await other.onboard()

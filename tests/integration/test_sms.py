@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -57,21 +58,30 @@ class Sms:
         return replies[0] if replies else ""
 
 
-@pytest.fixture
-async def sms(tmp_path: Path, clock: FixedClock,
-              fake_twilio: tuple[FakeTwilio, str]) -> AsyncIterator[Sms]:
+@asynccontextmanager
+async def sms_server(tmp_path: Path, clock: FixedClock, fake_twilio: tuple[FakeTwilio, str],
+                     campaigns: Path, contact: str) -> AsyncIterator[Sms]:
+    """`votz run`'s server with SMS through the fake Twilio API, `campaigns` loaded."""
     fake, url = fake_twilio
     settings = replace(
         Settings.from_env({}, dotenv=None), database_url=f"sqlite:///{tmp_path / 'sms.db'}",
         twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
         twilio_from="+33756000000", twilio_api_url=url, public_url=PUBLIC,
-        twilio_segments_per_second=10_000, contact="participation@example.org",
+        twilio_segments_per_second=10_000, contact=contact,
     )
     async with Server.open(settings, clock=clock) as server:
-        await server.app.load_campaigns(CAMPAIGNS)
+        await server.app.load_campaigns(campaigns)
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server.web),
                                      base_url=PUBLIC) as client:
             yield Sms(server.app, client, fake)
+
+
+@pytest.fixture
+async def sms(tmp_path: Path, clock: FixedClock,
+              fake_twilio: tuple[FakeTwilio, str]) -> AsyncIterator[Sms]:
+    async with sms_server(tmp_path, clock, fake_twilio, CAMPAIGNS,
+                          "participation@example.org") as found:
+        yield found
 
 
 async def onboard(sms: Sms, number: str = "0612345678") -> str:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,10 +15,8 @@ import pytest
 from bot.app import load_engine
 from bot.channels.gsm7 import cost
 from bot.channels.sms import measure, render
-from bot.config import Settings
 from bot.conversation.engine import EngineSettings, State, Turn
 from bot.i18n import I18n
-from bot.server import Server
 from bot.staff.audit import (
     LONG_IDEA,
     MAX_SEGMENTS,
@@ -35,9 +32,9 @@ from bot.staff.audit import (
     walks,
 )
 from bot.store.tables import proposals
-from bot.testing.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
+from bot.testing.fake_twilio import FakeTwilio
 from tests.conftest import FixedClock, code_of
-from tests.integration.test_sms import PUBLIC, Sms
+from tests.integration.test_sms import Sms, sms_server
 from tests.integration.test_telegram import Telegram, onboard, tg  # noqa: F401
 
 SHIPPED = Path(__file__).resolve().parents[2] / "campaigns"
@@ -69,9 +66,7 @@ def test_the_audit_renders_every_real_screen_within_two_segments() -> None:
 
 async def test_help_on_a_full_screen_comes_alone_and_the_numbers_hold(sms: Sms) -> None:
     phone = Phone(sms)
-    for body in ("Bonjour", "1", "oui", "18-25"):
-        await phone.text(body)
-    menu = await phone.text("31000")
+    menu = await phone.onboard()
     assert (await phone.text("AIDE")).endswith("6 Aide")  # help and the menu fit: both
     listing = await phone.text(number_of(menu, "Voter"))
     choose = await phone.text(number_of(listing, "Démo - Vie étudiante"))
@@ -97,20 +92,9 @@ def test_the_audit_fails_on_a_real_screen_over_two_segments() -> None:
 async def sms(tmp_path: Path, clock: FixedClock,
               fake_twilio: tuple[FakeTwilio, str]) -> AsyncIterator[Sms]:
     """SMS through the fake Twilio API, with the shipped campaigns."""
-    import httpx
-
-    fake, url = fake_twilio
-    settings = replace(
-        Settings.from_env({}, dotenv=None), database_url=f"sqlite:///{tmp_path / 'sms.db'}",
-        twilio_account_sid=ACCOUNT_SID, twilio_auth_token=AUTH_TOKEN,
-        twilio_from="+33756000000", twilio_api_url=url, public_url=PUBLIC,
-        twilio_segments_per_second=10_000, contact="participation@laregion.fr",
-    )
-    async with Server.open(settings, clock=clock) as server:
-        await server.app.load_campaigns(SHIPPED)
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=server.web),
-                                     base_url=PUBLIC) as client:
-            yield Sms(server.app, client, fake)
+    async with sms_server(tmp_path, clock, fake_twilio, SHIPPED,
+                          "participation@laregion.fr") as found:
+        yield found
 
 
 class Phone:
@@ -127,6 +111,12 @@ class Phone:
         assert self.segments[-1] <= 2, (body, reply)
         return reply
 
+    async def onboard(self) -> str:
+        """French, consent, 18-25, Toulouse: the menu."""
+        for body in ("Bonjour", "1", "oui", "18-25"):
+            await self.text(body)
+        return await self.text("31000")
+
 
 def numbered(reply: str) -> dict[int, str]:
     return {int(m.group(1)): m.group(2) for m in re.finditer(r"^(\d+) (.+)$", reply, re.M)}
@@ -140,9 +130,7 @@ def number_of(reply: str, label: str) -> str:
 
 async def test_a_long_vote_list_comes_in_pages_numbered_on(sms: Sms) -> None:
     phone = Phone(sms)
-    for body in ("Bonjour", "1", "oui", "18-25"):
-        await phone.text(body)
-    menu = await phone.text("31000")
+    menu = await phone.onboard()
     listing = await phone.text(number_of(menu, "Voter"))
     first = await phone.text(number_of(listing, "Démo - Vie étudiante"))
     assert "SUITE : voir la suite (1/" in first
@@ -175,9 +163,7 @@ async def test_a_long_vote_list_comes_in_pages_numbered_on(sms: Sms) -> None:
 
 async def test_the_campaign_page_fits_and_its_description_is_behind_info(sms: Sms) -> None:
     phone = Phone(sms)
-    for body in ("Bonjour", "1", "oui", "18-25"):
-        await phone.text(body)
-    menu = await phone.text("31000")
+    menu = await phone.onboard()
     listing = await phone.text(number_of(menu, "Campagnes"))
     page = await phone.text(number_of(listing, "Mobilité et loisirs des jeunes"))
     assert page.startswith("Ta Région demain : mobilité et loisirs des jeunes\n")
@@ -312,9 +298,7 @@ def test_a_campaign_page_never_pages_its_actions(persona: str) -> None:
 
 async def test_notices_on_a_campaign_page_by_sms(sms: Sms) -> None:
     phone = Phone(sms)
-    for body in ("Bonjour", "1", "oui", "18-25"):
-        await phone.text(body)
-    menu = await phone.text("31000")
+    menu = await phone.onboard()
     listing = await phone.text(number_of(menu, "Campagnes"))
     assert "Détails : INFO 1" in listing
     page = await phone.text(number_of(listing, "Mobilité et loisirs des jeunes"))
@@ -332,9 +316,7 @@ async def test_notices_on_a_campaign_page_by_sms(sms: Sms) -> None:
 
 async def test_a_long_idea_is_echoed_short_with_all_its_choices(sms: Sms) -> None:
     phone = Phone(sms)
-    for body in ("Bonjour", "1", "oui", "18-25"):
-        await phone.text(body)
-    menu = await phone.text("31000")
+    menu = await phone.onboard()
     await phone.text(number_of(menu, "Proposer une idée"))
     confirm = await phone.text(LONG_IDEA)
     assert list(numbered(confirm).values()) == ["Envoyer", "Modifier", "Annuler"]
@@ -349,9 +331,7 @@ async def test_a_long_idea_is_echoed_short_with_all_its_choices(sms: Sms) -> Non
 
 async def test_a_miss_names_the_whole_list_not_the_page(sms: Sms) -> None:
     phone = Phone(sms)
-    for body in ("Bonjour", "1", "oui", "18-25"):
-        await phone.text(body)
-    menu = await phone.text("31000")
+    menu = await phone.onboard()
     listing = await phone.text(number_of(menu, "Voter"))
     first = await phone.text(number_of(listing, "Démo - Vie étudiante"))
     assert max(numbered(first)) < 12  # a first page

@@ -5,25 +5,16 @@ handled like a stale button. Codes (P12) and labels keep working. Pure engine, n
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, date, datetime
+from datetime import date
 
-from bot.app import load_engine
 from bot.channels.base import Inbound
 from bot.conversation.effects import ReportProposal
-from bot.conversation.engine import LIST, Context, Decision, EngineSettings, State
+from bot.conversation.engine import LIST, Context, Decision, State
 from bot.conversation.matching import moved
 from bot.domain.ballots import Proposal
 from bot.domain.campaigns import Campaign, parse_campaign
 from bot.domain.catalog import Catalog
-from bot.domain.participants import Profile
-from bot.i18n import I18n
-
-NOW = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
-I18N = I18n()
-_, ENGINE = load_engine(I18N)
-SETTINGS = EngineSettings(privacy_url="https://example.org/p", contact="c@example.org")
-MEMBER = Profile(id=1, locale="fr", consent_at=NOW, age_bracket="18-25", postal_code="31000",
-                 departement="31")
+from tests.unit.test_engine import ENGINE, I18N, MEMBER, NOW, SETTINGS
 
 
 def campaign(slug: str, title: str, campaign_id: int) -> Campaign:

@@ -5,32 +5,24 @@ INFO on a campaign page, Telegram's Details button)."""
 from __future__ import annotations
 
 import dataclasses
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot.app import load_engine
 from bot.campaign_files import check_campaigns
 from bot.channels.base import Inbound
-from bot.conversation.engine import DETAILS, Context, Decision, EngineSettings, State, render
+from bot.conversation.engine import DETAILS, Context, Decision, State, render
 from bot.domain.ballots import Proposal
 from bot.domain.campaigns import SHORT_MAX, cut, missing_shorts, parse_campaign
 from bot.domain.catalog import Catalog
-from bot.domain.participants import Profile
 from bot.errors import CampaignError
-from bot.i18n import I18n
 from bot.store.repo import campaign_from_json, campaign_to_json
+from tests.unit.test_engine import ENGINE, I18N, MEMBER, NOW, SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 TODAY = date(2026, 3, 10)
-NOW = datetime(2026, 3, 10, 10, 0, tzinfo=UTC)
-I18N = I18n()
-_, ENGINE = load_engine(I18N)
-SETTINGS = EngineSettings(privacy_url="https://example.org/p", contact="c@example.org")
-MEMBER = Profile(id=1, locale="fr", consent_at=NOW, age_bracket="18-25", postal_code="31000",
-                 departement="31")
 LONG = "Épicerie solidaire à Toulouse : produits du quotidien à petits prix sur le campus"
 
 
