@@ -36,6 +36,7 @@ from bot.testing.fake_twilio import ACCOUNT_SID, AUTH_TOKEN, FakeTwilio
 from bot.testing.server import LocalServer
 from bot.testing.sms_webhook import signed_form
 from tests.conftest import POSTGRES_URL, FixedClock, Person, RecordingSender
+from tests.integration.reminders import add_person
 from tests.integration.test_telegram import VERIFIED
 
 PUBLIC = "https://votz.example.org"
@@ -495,3 +496,54 @@ async def test_the_losing_side_of_a_simultaneous_cross_channel_vote_is_told(
     assert len(told) == 1
     assert told[0].participant_id != ballot.participant_id  # the side whose vote lost
     assert told[0].text.endswith(f"Vote retenu : {counted}.")
+
+
+# --- outcomes of sends under way together share a transaction -------------------------------
+
+
+class Staggered:
+    """Sends that end one after another, a millisecond or two apart, as a fast channel's do."""
+
+    channel = "console"
+    rate = 0.0
+    concurrency = 20
+
+    def __init__(self) -> None:
+        self.random = random.Random(5)
+
+    async def send(self, address: str, reply: Reply) -> SendResult:
+        await asyncio.sleep(self.random.uniform(0, 0.04))
+        return SendResult(provider_id=f"id-{address}")
+
+    def cost(self, reply: Reply) -> int:
+        return 1
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_outcomes_of_sends_under_way_together_share_a_transaction(
+        app: App, clock: FixedClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bot.delivery import dispatcher
+
+    written: list[int] = []
+    real = dispatcher.write_outcomes
+
+    def counted(conn: Any, outcomes: list[Any]) -> None:
+        written.append(len(outcomes))
+        real(conn, outcomes)
+
+    monkeypatch.setattr(dispatcher, "write_outcomes", counted)
+    app.dispatcher.add_sender("console", Staggered())
+    addresses = [f"+3361000{n:04d}" for n in range(60)]
+    people = [await add_person(app, address, channel="console") for address in addresses]
+    await app.db.run(lambda c: c.execute(outbox.insert(), [queue_values(
+        participant_id=pid, channel="console", address=address, reply=Reply("Réunion jeudi."),
+        now=clock(), bulk=True) for pid, address in zip(people, addresses, strict=True)]))
+    await app.dispatcher.drain()
+    rows = await app.db.run(lambda c: c.execute(
+        select(outbox.c.address, outbox.c.status, outbox.c.provider_id)).all())
+    assert sorted(rows) == [(a, "sent", f"id-{a}") for a in addresses]
+    # Each waited for the others ending meanwhile: far fewer commits than messages (one per
+    # message without it: the sends end 0.7 ms apart on average, a write takes less).
+    assert sum(written) == 60 and len(written) <= 20, written
