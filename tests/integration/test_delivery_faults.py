@@ -544,6 +544,6 @@ async def test_outcomes_of_sends_under_way_together_share_a_transaction(
     rows = await app.db.run(lambda c: c.execute(
         select(outbox.c.address, outbox.c.status, outbox.c.provider_id)).all())
     assert sorted(rows) == [(a, "sent", f"id-{a}") for a in addresses]
-    # Each waited for the others ending meanwhile: far fewer commits than messages (one per
-    # message without it: the sends end 0.7 ms apart on average, a write takes less).
-    assert sum(written) == 60 and len(written) <= 20, written
+    # Each waited for the others ending meanwhile: at most one commit for two messages
+    # (without it: 34-43 for the 60, as the sends end 0.7 ms apart on average).
+    assert sum(written) == 60 and len(written) <= 30, written
