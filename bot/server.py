@@ -189,7 +189,7 @@ class Server:
             gc.freeze()
             await self.start()
             # What starting made (the channels, the catalog) too, without a collection: no
-            # wait here, and what of it is garbage is a few kilobytes, once. Then full passes
+            # wait here, and what of it was already garbage stays, once. Then full passes
             # are rarer (one per 100 middle ones instead of 10): at 1,000 messages a second
             # each took 11-20 ms, every 7 s or so, and the slots of those moments were lost
             # (bench/broadcast.py); what the young passes free is freed as before.
