@@ -284,9 +284,12 @@ class Engine:
 
         if (inbound.choice is not None and inbound.turn is not None and state is not None
                 and inbound.turn != turn.previous_turn):
-            # A button from an earlier message: say so, never act on it twice.
-            turn.notice("common.stale")
-            self.enter(turn, state.step if state.step in self.flows.steps else "main.menu")
+            # A button from an earlier message: never acted on twice, and answered with a
+            # short notice only. The question in course is the last message already; showing
+            # it again sent a second screen after a double tap on Valider.
+            turn.toast = Msg(N_("common.stale"))
+            turn.step = state.step if state.step in self.flows.steps else "main.menu"
+            turn.keep_turn = True  # the last message's buttons still hold
             return turn.decision()
 
         if inbound.start_payload and ctx.catalog.by_slug(inbound.start_payload):
