@@ -29,29 +29,27 @@ from bot.channels.base import Inbound  # noqa: E402
 from bot.channels.sms import measure, render  # noqa: E402
 from bot.config import Settings  # noqa: E402
 
+
 # Onboarding (language, consent, age, postal code), the campaigns and one campaign's page,
 # the vote on the student-life demo (pick 1 and 3 of its list, the grocery and the housing:
-# P10 and P12, as in /work/notes/journey-before.txt), a change of vote (2, the reuse shop:
-# P11), an idea, STOP. Lists are numbered 1…N as shown.
+# P10 and P12), a change of vote (2, the reuse shop: P11), an idea, STOP. Lists are numbered
+# 1…N as shown.
+def _journey(hello: str, language: str, yes: str, idea: str) -> list[str]:
+    """The same steps in every language: only the greeting, the language's number, "yes"
+    and the idea are written in it."""
+    return [hello, language, yes, "18-25", "31000",
+            "1", "2", "1",
+            "MENU", "3", "2", "1 3", "1",
+            "VOTE", "2", "2", "1",
+            "MENU", "2", idea, "1",
+            "STOP"]
+
+
 JOURNEY = {
-    "fr": ["Bonjour", "1", "oui", "18-25", "31000",
-           "1", "2", "1",
-           "MENU", "3", "2", "1 3", "1",
-           "VOTE", "2", "2", "1",
-           "MENU", "2", "Un bus le samedi soir entre les villages et la gare", "1",
-           "STOP"],
-    "en": ["Hello", "2", "yes", "18-25", "31000",
-           "1", "2", "1",
-           "MENU", "3", "2", "1 3", "1",
-           "VOTE", "2", "2", "1",
-           "MENU", "2", "A Saturday night bus between the villages and the station", "1",
-           "STOP"],
-    "oc": ["Adieu", "3", "òc", "18-25", "31000",
-           "1", "2", "1",
-           "MENU", "3", "2", "1 3", "1",
-           "VOTE", "2", "2", "1",
-           "MENU", "2", "Un bus lo dissabte al ser entre los vilatges e la gara", "1",
-           "STOP"],
+    "fr": _journey("Bonjour", "1", "oui", "Un bus le samedi soir entre les villages et la gare"),
+    "en": _journey("Hello", "2", "yes",
+                   "A Saturday night bus between the villages and the station"),
+    "oc": _journey("Adieu", "3", "òc", "Un bus lo dissabte al ser entre los vilatges e la gara"),
 }
 
 

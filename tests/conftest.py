@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -119,14 +121,28 @@ async def app(database: tuple[str, str | None], clock: FixedClock,
         yield application
 
 
+@asynccontextmanager
+async def open_sqlite_app(tmp_path: Path, clock: FixedClock, sender: RecordingSender,
+                          extra: Mapping[str, str] | None = None) -> AsyncIterator[App]:
+    """The app on SQLite with the test campaigns, plus `extra` campaign files (name: YAML)."""
+    folder = CAMPAIGNS
+    if extra:
+        folder = tmp_path / "campaigns"
+        shutil.copytree(CAMPAIGNS, folder)
+        for name, text in extra.items():
+            (folder / name).write_text(text, encoding="utf-8")
+    settings = replace(Settings.from_env({}, dotenv=None), database_url=_sqlite_url(tmp_path),
+                       contact="participation@example.org")
+    async with App.open(settings, senders={"console": sender}, clock=clock) as application:
+        await application.load_campaigns(folder)
+        yield application
+
+
 @pytest.fixture
 async def sqlite_app(tmp_path: Path, clock: FixedClock,
                      sender: RecordingSender) -> AsyncIterator[App]:
     """The app on SQLite only, for tests about the conversation rather than storage."""
-    settings = replace(Settings.from_env({}, dotenv=None), database_url=_sqlite_url(tmp_path),
-                       contact="participation@example.org")
-    async with App.open(settings, senders={"console": sender}, clock=clock) as application:
-        await application.load_campaigns(CAMPAIGNS)
+    async with open_sqlite_app(tmp_path, clock, sender) as application:
         yield application
 
 

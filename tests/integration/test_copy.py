@@ -4,16 +4,13 @@ that word working), the idea prompt's way out."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bot.app import App
-from bot.config import Settings
-from tests.conftest import CAMPAIGNS, FixedClock, Person, RecordingSender, code_of
+from tests.conftest import FixedClock, Person, RecordingSender, code_of, open_sqlite_app
 
 POLL = """\
 slug: poll
@@ -33,14 +30,7 @@ seed_proposals:
 async def town(tmp_path: Path, clock: FixedClock,
                sender: RecordingSender) -> AsyncIterator[App]:
     """The test campaigns and a one-choice poll open for votes (SQLite: this is about words)."""
-    folder = tmp_path / "campaigns"
-    shutil.copytree(CAMPAIGNS, folder)
-    (folder / "poll.yaml").write_text(POLL, encoding="utf-8")
-    settings = replace(Settings.from_env({}, dotenv=None),
-                       database_url=f"sqlite:///{tmp_path}/copy.db",
-                       contact="participation@example.org")
-    async with App.open(settings, senders={"console": sender}, clock=clock) as app:
-        await app.load_campaigns(folder)
+    async with open_sqlite_app(tmp_path, clock, sender, {"poll.yaml": POLL}) as app:
         yield app
 
 

@@ -5,19 +5,16 @@ list as it now is, VOTE 1 4 means the campaign's list, VOTER on a campaign's pag
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from bot.app import App
-from bot.config import Settings
 from bot.staff import moderation
 from bot.store.tables import ballots
-from tests.conftest import CAMPAIGNS, FixedClock, Person, RecordingSender, code_of
+from tests.conftest import FixedClock, Person, RecordingSender, code_of, open_sqlite_app
 
 # Twelve proposals whose titles fill more than one SMS-sized screen: the list has pages.
 LONG = """slug: long
@@ -37,14 +34,7 @@ seed_proposals:
 @pytest.fixture
 async def app(tmp_path: Path, clock: FixedClock,
               sender: RecordingSender) -> AsyncIterator[App]:
-    folder = tmp_path / "campaigns"
-    shutil.copytree(CAMPAIGNS, folder)
-    (folder / "long.yaml").write_text(LONG, encoding="utf-8")
-    settings = replace(Settings.from_env({}, dotenv=None),
-                       database_url=f"sqlite:///{tmp_path / 'votz.db'}",
-                       contact="participation@example.org")
-    async with App.open(settings, senders={"console": sender}, clock=clock) as application:
-        await application.load_campaigns(folder)
+    async with open_sqlite_app(tmp_path, clock, sender, {"long.yaml": LONG}) as application:
         yield application
 
 

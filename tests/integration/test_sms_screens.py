@@ -15,12 +15,13 @@ import pytest
 from bot.app import load_engine
 from bot.channels.gsm7 import cost
 from bot.channels.sms import measure, render
-from bot.conversation.engine import EngineSettings, State, Turn
+from bot.conversation.engine import Engine, EngineSettings, State, Turn
 from bot.i18n import I18n
 from bot.staff.audit import (
     LONG_IDEA,
     MAX_SEGMENTS,
     PERSONAS,
+    AuditLine,
     Walk,
     _context,
     _reply,
@@ -43,10 +44,17 @@ SETTINGS = EngineSettings(privacy_url="https://www.laregioncitoyenne.fr/votz/con
                           contact="participation@laregion.fr")
 
 
-def test_the_audit_renders_every_real_screen_within_two_segments() -> None:
+@pytest.fixture(scope="module")
+def sms_audit() -> tuple[Engine, list[AuditLine]]:
+    """`votz sms audit` on the shipped campaigns, run once for the tests that read it."""
     i18n = I18n()
     _, engine = load_engine(i18n)
-    lines = channel_audit("sms", i18n, engine, SHIPPED, SETTINGS, now=NOW)
+    return engine, channel_audit("sms", i18n, engine, SHIPPED, SETTINGS, now=NOW)
+
+
+def test_the_audit_renders_every_real_screen_within_two_segments(
+        sms_audit: tuple[Engine, list[AuditLine]]) -> None:
+    engine, lines = sms_audit
     text, ok = report(lines)
     assert ok, text
     shown = [line for line in lines if line.screen]
@@ -201,10 +209,9 @@ async def test_telegram_details_button_shows_full_titles(tg: Telegram) -> None: 
 # --- what is said before a screen, in the same reply (#10 review, items 1 to 3) -------------
 
 
-def test_the_audit_walks_notices_into_screens_for_each_persona() -> None:
-    i18n = I18n()
-    _, engine = load_engine(i18n)
-    lines = channel_audit("sms", i18n, engine, SHIPPED, SETTINGS, now=NOW)
+def test_the_audit_walks_notices_into_screens_for_each_persona(
+        sms_audit: tuple[Engine, list[AuditLine]]) -> None:
+    _, lines = sms_audit
     text, ok = report(lines)
     assert ok, text
     whats = {line.what for line in lines if line.screen and line.locale == "fr"}
