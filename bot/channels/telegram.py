@@ -382,7 +382,12 @@ class TelegramReceiver:
 
     async def stop(self) -> None:
         """Wait for the updates being handled (webhook mode hands them over one by one)."""
-        if self._tasks or self._acks:
+        await self.settle()
+
+    async def settle(self) -> None:
+        """Wait until every update handed over so far is handled and its button press
+        answered (those answers go out in tasks of their own)."""
+        while self._tasks or self._acks:
             await asyncio.gather(*self._tasks, *self._acks, return_exceptions=True)
 
     def secret_ok(self, header: str | None) -> bool:

@@ -59,6 +59,7 @@ class Desk:
 
     async def deliver(self) -> None:
         await self.receiver.poll_once()
+        await self.receiver.settle()  # button presses answered, in tasks of their own
         await self.app.dispatcher.drain()
 
     async def says(self, user: int, text: str, *, language: str = "fr") -> list[Call]:

@@ -40,6 +40,7 @@ class Telegram:
                 assert response.status_code == 200
         else:
             await self.receiver.poll_once()
+        await self.receiver.settle()  # button presses answered, in tasks of their own
         await self.app.dispatcher.drain()
 
     async def says(self, text: str, *, user: int = ANNE, language: str | None = "fr") -> Call:

@@ -36,8 +36,7 @@ async def tap(tg: Telegram, message: Call, label: str) -> Call | None:
     assert data is not None, (label, labels(current))
     before = len(tg.fake.sent(ANNE))
     tg.fake.presses(ANNE, data, message.result["message_id"])
-    await tg.deliver()
-    await tg.receiver.stop()  # the press's acknowledgement has been sent
+    await tg.deliver()  # the press's acknowledgement has been sent
     sent = tg.fake.sent(ANNE)[before:]
     assert len(sent) <= 1, [c.text for c in sent]
     return sent[0] if sent else None
