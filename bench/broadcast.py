@@ -56,7 +56,7 @@ from bench.faults import fresh_database, wait_until  # noqa: E402
 from bench.reminders import _case  # noqa: E402
 from bot.app import App  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.delivery.ratelimit import PACE  # noqa: E402
+from bot.delivery.ratelimit import GUARD, PACE, shared_cost  # noqa: E402
 from bot.staff import broadcasts  # noqa: E402
 from bot.store.tables import UTCDateTime  # noqa: E402
 from bot.testing.fake_telegram import TOKEN  # noqa: E402
@@ -285,15 +285,24 @@ def report(name: str, where: str, prepared: dict[str, Any], drains: list[dict[st
               f"sample {d['warmup']:g}–{d['warmup'] + args.sample:g} s after the first "
               f"message ({args.sample:g} s of a queue that would take "
               f"{prepared['queued'] / mode.limit / 3600:.1f} h to drain)")
-        print(f"    achieved {d['rate']:,.1f}/s = {share:.1%} of the limit "
-              f"(target ≥ {SHARE_TARGET:.0%}: {'met' if share >= SHARE_TARGET else 'NOT met'})")
+        # Several processes space their slots wider (ratelimit.shared_cost): the 99 % target
+        # is one process's; theirs is to stay under the limit together.
+        widest = shared_cost(PACE, GUARD) if args.processes > 1 else 1.0
+        if args.processes > 1:
+            print(f"    achieved {d['rate']:,.1f}/s = {share:.1%} of the limit (several "
+                  f"processes: about {PACE / widest:.1%} at most, slots leaving room for their "
+                  "jitter; the target is never above the limit, no 429)")
+        else:
+            print(f"    achieved {d['rate']:,.1f}/s = {share:.1%} of the limit (target ≥ "
+                  f"{SHARE_TARGET:.0%}: {'met' if share >= SHARE_TARGET else 'NOT met'})")
         print(f"    busiest second of the run: {d['busiest']:,} messages "
               f"({'never above' if d['busiest'] <= mode.limit else 'ABOVE'} the limit); "
               f"429s: {d['flooded']} (target 0)")
         if d["tightest"] is not None:
             print(f"    tightest {mode.limit + 1:,} consecutive requests at the fake: "
                   f"{d['tightest'] * 1000:,.0f} ms (1,000 ms or less is a 429; "
-                  f"the pace leaves {1000 / PACE - 1000:.0f} ms)")
+                  f"the pace leaves {1000 * widest / PACE - 1000:.0f} ms"
+                  f"{' or more' if widest > 1 else ''})")
         shares = ", ".join(f"{share:.0%}" for share in d["cpu"][:-1])
         print(f"    CPU during the sample: votz run {shares} of a core, the fake Bot API "
               f"{d['cpu'][-1]:.0%}; load average {d['load']:.1f} on {os.cpu_count()} cores")

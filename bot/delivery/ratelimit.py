@@ -8,11 +8,12 @@ zero — slots already handed out for the instants to come.
 
     reserve: one short transaction on the channel's row (locked on PostgreSQL; SQLite has
       │      one writer anyway): at most `AHEAD` seconds of slots, as many as are waiting
-      └─> slots: instants 1/rate apart, the same sequence whichever process holds them
+      └─> slots: instants 1/rate apart (more while several processes send), one
+            │  sequence whichever process holds them
             └─> this process hands them out one unit per slot at its instant,
                 replies first, then bulk messages, each class in order of arrival
 
-Bound. Slots are 1/rate apart whoever holds them, rate being `PACE` (99.2 %) of the
+Bound. Slots are at least 1/rate apart whoever holds them, rate being `PACE` (99.2 %) of the
 provider's limit: `limit` slots span 1/PACE s, 8 ms more than the second a strict provider
 counts them in (room for the jitter of the network and of a busy machine). An idle bucket
 holds `BURST`, one unit. One process hands a unit out at its slot or up to `LATE` after it
@@ -26,13 +27,22 @@ the pace of 99 %; measured at a strict fake, a 429 and a second's pause each tim
 Several processes: each unit goes within `LATE` after its
 slot, and slots are instants of the wall clock, read while the row is locked: processes on
 one machine share it, machines agree on it to within ε (NTP keeps servers within a few
-milliseconds; a machine whose clock runs ahead by more may go over the limit by that much),
-so at most floor(rate·(T + LATE + ε)) + 1: with LATE under the pace's 8 ms, the limit itself
-at 30/s and at 1,000/s when ε is nil (one machine), never above it over any window of 2 s or
-more otherwise; the jitter after a handout comes on top, as for one process. (The
-database's own clock would spare that assumption, but a process can only map it onto its own
-to within a round trip, and a busy database makes those tens of milliseconds: measured, 32 ms
-between two processes while the database counted a 500,000-row broadcast.)
+milliseconds; a machine whose clock runs ahead by more may go over the limit by that much).
+No process knows when the others' units really left, so the window rule above cannot span
+them; the slots do instead. While several processes reserve on a channel (another one
+reserved within `SHARED_SEEN` of this one, and `SHARED_LINGER` after), each slot costs
+`cost` = PACE·(1 + LATE + D) units rather than one, D being the largest guard the
+processes reported lately (each reservation writes its own; the row keeps the largest,
+forgotten at `SPREAD_DECAY`): `limit` + 1 consecutive slots then span 1 + LATE + D
+seconds, so however late (up to LATE) and however unevenly (up to D) their units arrive,
+never more than the limit in any second, plus ε (the slots a process held when another
+came, at most `AHEAD` of them, were spaced for one process). The pace is then PACE/cost of the limit
+(98.6 % with the smallest guard; measured at 1,000/s with two processes on one 2-core
+machine, see the README). With slots 1/rate apart instead, the jitter after a handout came
+on top: two processes at 1,000/s got six 429s in 20 s. (The database's own clock would
+spare the assumption on ε, but a process can only map it onto its own to within a round
+trip, and a busy database makes those tens of milliseconds: measured, 32 ms between two
+processes while the database counted a 500,000-row broadcast.)
 
 Latency. A reservation asks for the units waiting and lined up in this process, at most
 `AHEAD` (a quarter of a second) ahead of the last slot anyone holds: a steady drain costs
@@ -53,6 +63,7 @@ import heapq
 import itertools
 import logging
 import math
+import secrets
 import time
 from collections import deque
 from collections.abc import Callable
@@ -94,6 +105,13 @@ GUARD = 0.006
 # 2-core machine it reached 20-35 ms (a 429, and a second's pause, every few seconds with a
 # fixed 6 ms); at 30/s it stays near 6 ms, higher for a second after a slow send.
 MOST_GUARD = 0.04
+# Several processes count as sending on a channel while another one than this reserved
+# within SHARED_SEEN seconds before it (a sending process reserves every eighth of a second),
+# and SHARED_LINGER seconds after; the spread they reported is forgotten at SPREAD_DECAY
+# seconds a second (MOST_GUARD in 4 s: a process that stopped no longer slows the others).
+SHARED_SEEN = 1.0
+SHARED_LINGER = 2.0
+SPREAD_DECAY = 0.01
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)  # a new row: the bucket is full
 
 
@@ -110,14 +128,22 @@ class Level:
 
 
 def grant(level: Level, *, want: int, now: float, rate: float, burst: float = BURST,
-          ahead: float = AHEAD) -> tuple[Level, list[float]]:
-    """Slots for up to `want` units (at least one): seconds from `now`, 1/rate apart, none
-    further than `ahead` but the first; and the bucket's level after them."""
+          ahead: float = AHEAD, cost: float = 1.0) -> tuple[Level, list[float]]:
+    """Slots for up to `want` units (at least one): seconds from `now`, `cost`/rate apart
+    (each unit costing `cost` tokens, one or more), none further than `ahead` but the first;
+    and the bucket's level after them."""
     start = max(now, level.at)  # another clock ran ahead: never refill backwards
     tokens = min(burst, level.tokens + (start - level.at) * rate)
-    count = max(1, min(want, math.floor(tokens + ahead * rate + 1e-9)))
-    slots = [start - now + max(0.0, (n - tokens) / rate) for n in range(1, count + 1)]
-    return Level(tokens - count, start), slots
+    count = max(1, min(want, math.floor((tokens + ahead * rate - 1) / cost + 1e-9) + 1))
+    slots = [start - now + max(0.0, ((n - 1) * cost + 1 - tokens) / rate)
+             for n in range(1, count + 1)]
+    return Level(tokens - count * cost, start), slots
+
+
+def shared_cost(pace: float, spread: float) -> float:
+    """What a slot costs while several processes send (see "Several processes" above): with
+    `pace` the rate's share of the limit, `limit` + 1 slots span 1 + LATE + `spread` s."""
+    return max(1.0, pace * (1.0 + LATE + spread))
 
 
 def paused(level: Level, *, seconds: float, now: float, rate: float,
@@ -139,7 +165,8 @@ class LevelStore(Protocol):
 
     clock: Callable[[], float]
 
-    async def reserve(self, want: int, *, lead: float = 0.0) -> tuple[float, list[float]]:
+    async def reserve(self, want: int, *, lead: float = 0.0,
+                      spread: float = 0.0) -> tuple[float, list[float]]:
         ...
 
     async def pause(self, seconds: float) -> None: ...
@@ -153,7 +180,8 @@ class LocalLevel:
         self.clock = clock
         self.level = Level(BURST, clock())
 
-    async def reserve(self, want: int, *, lead: float = 0.0) -> tuple[float, list[float]]:
+    async def reserve(self, want: int, *, lead: float = 0.0,
+                      spread: float = 0.0) -> tuple[float, list[float]]:
         now = self.clock()
         self.level, slots = grant(self.level, want=want, now=now + lead, rate=self.rate)
         return now, [lead + slot for slot in slots]
@@ -162,12 +190,22 @@ class LocalLevel:
         self.level = paused(self.level, seconds=seconds, now=self.clock(), rate=self.rate)
 
 
-def _locked_level(conn: Connection, channel: str) -> tuple[Level, float]:
-    """The channel's level, its row locked until the transaction ends, and the wall clock
-    once the lock is held (a wait for it is not counted as refill)."""
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A channel's `send_budgets` row (instants in seconds of the wall clock)."""
+
+    level: Level
+    holder: str | None
+    shared_until: float
+    spread: float
+
+
+def _locked_row(conn: Connection, channel: str,
+                clock: Callable[[], float] = time.time) -> tuple[_Row, float]:
+    """The channel's row, locked until the transaction ends, and the wall clock once the
+    lock is held (a wait for it is not counted as refill)."""
     postgres = conn.dialect.name == "postgresql"
-    query = select(send_budgets.c.tokens, send_budgets.c.updated_at).where(
-        send_budgets.c.channel == channel)
+    query = select(send_budgets).where(send_budgets.c.channel == channel)
     if postgres:
         query = query.with_for_update()
     row = conn.execute(query).first()
@@ -175,48 +213,67 @@ def _locked_level(conn: Connection, channel: str) -> tuple[Level, float]:
         conn.execute(insert_for(conn, send_budgets).values(
             channel=channel, tokens=BURST, updated_at=_LONG_AGO).on_conflict_do_nothing())
         row = conn.execute(query).one()
-    return Level(float(row.tokens), row.updated_at.timestamp()), time.time()
+    shared = row.shared_until.timestamp() if row.shared_until is not None else 0.0
+    return _Row(Level(float(row.tokens), row.updated_at.timestamp()), row.holder, shared,
+                float(row.spread)), clock()
 
 
-def _store(conn: Connection, channel: str, level: Level) -> None:
+def _store(conn: Connection, channel: str, level: Level, **extra: object) -> None:
     conn.execute(update(send_budgets).where(send_budgets.c.channel == channel).values(
-        tokens=level.tokens, updated_at=datetime.fromtimestamp(level.at, UTC)))
+        tokens=level.tokens, updated_at=datetime.fromtimestamp(level.at, UTC), **extra))
 
 
 def reserve_slots(conn: Connection, channel: str, *, want: int, rate: float,
-                  lead: float = 0.0) -> tuple[float, list[float]]:
+                  lead: float = 0.0, holder: str = "", spread: float = 0.0,
+                  pace: float = PACE, clock: Callable[[], float] = time.time
+                  ) -> tuple[float, list[float]]:
     """Up to `want` slots of `channel` (at least one), none sooner than `lead` seconds from
     now (the time the answer takes to reach the process): the database's clock now, and
-    the slots in seconds after it."""
-    level, now = _locked_level(conn, channel)
-    level, slots = grant(level, want=want, now=now + lead, rate=rate)
-    _store(conn, channel, level)
+    the slots in seconds after it.
+
+    `holder` names the process asking, `spread` is its guard; `pace` is `rate`'s share of
+    the provider's limit. While another process reserves too, slots are spaced wider
+    (`shared_cost`)."""
+    row, now = _locked_row(conn, channel, clock)
+    shared_until = row.shared_until
+    if row.holder is not None and row.holder != holder and now - row.level.at < SHARED_SEEN:
+        shared_until = max(shared_until, now + SHARED_LINGER)
+    spread = max(spread, row.spread - max(0.0, now - row.level.at) * SPREAD_DECAY)
+    cost = shared_cost(pace, spread) if shared_until > now else 1.0
+    level, slots = grant(row.level, want=want, now=now + lead, rate=rate, cost=cost)
+    _store(conn, channel, level, holder=holder[:16], spread=spread,
+           shared_until=datetime.fromtimestamp(shared_until, UTC) if shared_until else None)
     return now, [lead + slot for slot in slots]
 
 
-def pause_channel(conn: Connection, channel: str, *, seconds: float, rate: float) -> None:
+def pause_channel(conn: Connection, channel: str, *, seconds: float, rate: float,
+                  clock: Callable[[], float] = time.time) -> None:
     """No slot of `channel` before `seconds` from now, in any process."""
-    level, now = _locked_level(conn, channel)
-    _store(conn, channel, paused(level, seconds=seconds, now=now, rate=rate))
+    row, now = _locked_row(conn, channel, clock)
+    _store(conn, channel, paused(row.level, seconds=seconds, now=now, rate=rate))
 
 
 class SharedLevel:
     """The bucket in the channel's `send_budgets` row: shared by every process on `db`."""
 
-    clock = staticmethod(time.time)
-
-    def __init__(self, db: Database, channel: str, rate: float) -> None:
+    def __init__(self, db: Database, channel: str, rate: float, *,
+                 pace: float = PACE, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock  # the wall clock: every process's slots are instants of it
         self.db = db
         self.channel = channel
         self.rate = rate
+        self.pace = pace
+        self.name = secrets.token_hex(8)  # this process, in the row: 16 characters
 
-    async def reserve(self, want: int, *, lead: float = 0.0) -> tuple[float, list[float]]:
+    async def reserve(self, want: int, *, lead: float = 0.0,
+                      spread: float = 0.0) -> tuple[float, list[float]]:
         return await self.db.run(lambda conn: reserve_slots(
-            conn, self.channel, want=want, rate=self.rate, lead=lead))
+            conn, self.channel, want=want, rate=self.rate, lead=lead, holder=self.name,
+            spread=spread, pace=self.pace, clock=self.clock))
 
     async def pause(self, seconds: float) -> None:
         await self.db.run(lambda conn: pause_channel(
-            conn, self.channel, seconds=seconds, rate=self.rate))
+            conn, self.channel, seconds=seconds, rate=self.rate, clock=self.clock))
 
 
 # --- handing slots out in this process ------------------------------------------------------
@@ -324,7 +381,7 @@ class Budget:
         # Slots that would have passed by the time they arrive are asked for a little later.
         lead = min(max(self._trips, default=0.0), AHEAD / 2)
         try:
-            now, delays = await self.store.reserve(want, lead=lead)
+            now, delays = await self.store.reserve(want, lead=lead, spread=self.guard)
         except Exception as exc:
             self._failure = exc
         else:

@@ -295,4 +295,7 @@ send_budgets = Table(
     Column("channel", String(16), primary_key=True),
     Column("tokens", Float, nullable=False),
     Column("updated_at", UTCDateTime(), nullable=False),
+    Column("holder", String(16)),  # the process that reserved last (a name it drew)
+    Column("shared_until", UTCDateTime()),  # several processes send until then
+    Column("spread", Float, nullable=False, server_default="0"),  # seconds, see ratelimit
 )

@@ -451,10 +451,10 @@ def test_two_processes_together_stay_under_the_rate_limit(shared_run: SharedRun)
     """Counted at the fake: arrivals in every one-second window (sliding, from each
     arrival), the pace over the whole broadcast, and the fake's 429s.
 
-    Tolerance. Votz's shared budget hands out slots 1/rate apart whichever process holds
-    them, at most BURST (one) at once, each used within LATE (50 ms) of its instant
-    (bot/delivery/ratelimit.py): at most 1 + RATE × 1.05 sends leave in any second, 21 at
-    20/s. What the fake counts is when each request reaches it: two `votz run`, the fake
+    Tolerance. Votz's shared budget hands out slots at least 1/rate apart whichever
+    process holds them (wider while both reserve), at most BURST (one) at once, each used
+    within LATE (8 ms) of its instant (bot/delivery/ratelimit.py): at most RATE sends leave
+    in any second, 20 at 20/s. What the fake counts is when each request reaches it: two `votz run`, the fake
     and PostgreSQL share two cores here, and a process stalled for a moment lets requests
     paced into one second arrive in the next. TOLERANCE (a quarter of RATE: 5 at 20/s)
     covers such a stall of up to 0.2 s; the fake refuses beyond RATE + TOLERANCE, as a
