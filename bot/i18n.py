@@ -68,6 +68,12 @@ class Translator:
         # User text only ever arrives as a value, never as part of the template.
         return template.format(**msg.params) if msg.params else template
 
+    def keys(self) -> set[str]:
+        """The message keys this language's catalog holds (a plural under its singular)."""
+        # GNUTranslations keeps its messages in `_catalog`: (key, n) for plural forms.
+        messages = getattr(self._catalog, "_catalog", {})
+        return {key[0] if isinstance(key, tuple) else key for key in messages if key}
+
     def date(self, moment: datetime) -> str:
         return format_date(moment.astimezone(PARIS), "d MMMM y", locale=self.locale)
 

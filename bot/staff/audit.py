@@ -193,7 +193,7 @@ def audit(i18n: I18n, flows: FlowSet, measure: Measure | None = None) -> list[Au
                 choices = [ReplyChoice(str(i), str(i), label)
                            for i, label in enumerate(SAMPLE_OPTIONS, 1)] if step.source else []
             lines.append(_line(measure, locale, ref, True, Reply(text, choices)))
-    catalog_keys = _catalog_keys(i18n)
+    catalog_keys = i18n["fr"].keys()
     for locale in LOCALES:
         t = i18n[locale]
         for key in sorted(catalog_keys - seen_in_steps):
@@ -452,17 +452,6 @@ def _reply(decision: Decision, i18n: I18n) -> Reply:
     return Reply(render(decision, i18n, _Results()),
                  tuple(ReplyChoice(o.id, o.key, o.label, o.code) for o in decision.options),
                  t.render(decision.footer) if decision.footer else "", decision.turn)
-
-
-def _catalog_keys(i18n: I18n) -> set[str]:
-    catalog = i18n["fr"]._catalog
-    keys: set[str] = set()
-    for key in getattr(catalog, "_catalog", {}):
-        if isinstance(key, tuple):
-            keys.add(key[0])
-        elif key:
-            keys.add(key)
-    return keys
 
 
 def _line(measure: Measure, locale: str, what: str, prompt: bool, reply: Reply) -> AuditLine:
