@@ -287,10 +287,10 @@ def report(name: str, where: str, prepared: dict[str, Any], drains: list[dict[st
               f"{prepared['queued'] / mode.limit / 3600:.1f} h to drain)")
         # Several processes space their slots wider (ratelimit.shared_cost): the 99 % target
         # is one process's; theirs is to stay under the limit together.
-        widest = shared_cost(PACE, GUARD) if args.processes > 1 else 1.0
+        cost = shared_cost(PACE, GUARD) if args.processes > 1 else 1.0  # the least it can be
         if args.processes > 1:
             print(f"    achieved {d['rate']:,.1f}/s = {share:.1%} of the limit (several "
-                  f"processes: about {PACE / widest:.1%} at most, slots leaving room for their "
+                  f"processes: about {PACE / cost:.1%} at most, slots leaving room for their "
                   "jitter; the target is never above the limit, no 429)")
         else:
             print(f"    achieved {d['rate']:,.1f}/s = {share:.1%} of the limit (target ≥ "
@@ -301,8 +301,8 @@ def report(name: str, where: str, prepared: dict[str, Any], drains: list[dict[st
         if d["tightest"] is not None:
             print(f"    tightest {mode.limit + 1:,} consecutive requests at the fake: "
                   f"{d['tightest'] * 1000:,.0f} ms (1,000 ms or less is a 429; "
-                  f"the pace leaves {1000 * widest / PACE - 1000:.0f} ms"
-                  f"{' or more' if widest > 1 else ''})")
+                  f"the pace leaves {1000 * cost / PACE - 1000:.0f} ms"
+                  f"{' or more' if cost > 1 else ''})")
         shares = ", ".join(f"{share:.0%}" for share in d["cpu"][:-1])
         print(f"    CPU during the sample: votz run {shares} of a core, the fake Bot API "
               f"{d['cpu'][-1]:.0%}; load average {d['load']:.1f} on {os.cpu_count()} cores")

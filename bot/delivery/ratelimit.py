@@ -31,13 +31,18 @@ milliseconds; a machine whose clock runs ahead by more may go over the limit by 
 No process knows when the others' units really left, so the window rule above cannot span
 them; the slots do instead. While several processes reserve on a channel (another one
 reserved within `SHARED_SEEN` of this one, and `SHARED_LINGER` after), each slot costs
-`cost` = PACE·(1 + LATE + D) units rather than one, D being the largest guard the
-processes reported lately (each reservation writes its own; the row keeps the largest,
-forgotten at `SPREAD_DECAY`): `limit` + 1 consecutive slots then span 1 + LATE + D
-seconds, so however late (up to LATE) and however unevenly (up to D) their units arrive,
-never more than the limit in any second, plus ε (the slots a process held when another
-came, at most `AHEAD` of them, were spaced for one process). The pace is then PACE/cost of the limit
-(98.6 % with the smallest guard; measured at 1,000/s with two processes on one 2-core
+`cost` = PACE·(1 + LATE + D + `SHARED_MARGIN`) units rather than one, D being the largest
+guard the processes reported lately (each reservation writes its own if larger; the row
+keeps the largest `SHARED_LINGER` seconds, then forgets it at `SPREAD_DECAY`): `limit` + 1
+consecutive slots then span 1 s + LATE + D + the margin, so however late (up to LATE) and
+however unevenly (up to D) their units arrive, never more than the limit in any second.
+The reservation that finds a second process leaves a gap of as much before its first
+slot: the slots given before it, up to a second's worth, were spaced for one process.
+D is each process's own spread: processes whose sends take different times at their base
+(other machines, other networks) may arrive less evenly than that. A process of a version
+before this rule (migration 0007) does not name itself in the row: stop them all before
+starting the new one. The pace is then PACE/cost of the limit
+(98.4 % with the smallest guard; measured at 1,000/s with two processes on one 2-core
 machine, see the README). With slots 1/rate apart instead, the jitter after a handout came
 on top: two processes at 1,000/s got six 429s in 20 s. (The database's own clock would
 spare the assumption on ε, but a process can only map it onto its own to within a round
@@ -106,12 +111,16 @@ GUARD = 0.006
 # fixed 6 ms); at 30/s it stays near 6 ms, higher for a second after a slow send.
 MOST_GUARD = 0.04
 # Several processes count as sending on a channel while another one than this reserved
-# within SHARED_SEEN seconds before it (a sending process reserves every eighth of a second),
-# and SHARED_LINGER seconds after; the spread they reported is forgotten at SPREAD_DECAY
-# seconds a second (MOST_GUARD in 4 s: a process that stopped no longer slows the others).
-SHARED_SEEN = 1.0
+# within SHARED_SEEN seconds before it (a sending process reserves every eighth of a second;
+# its slots reach AHEAD and a lead beyond its reservation, and one second of them counts),
+# and SHARED_LINGER seconds after. The largest spread reported holds SHARED_LINGER seconds,
+# then is forgotten at SPREAD_DECAY seconds a second (MOST_GUARD in 4 s more: a process that
+# stopped no longer slows the others).
+SHARED_SEEN = 1.5
 SHARED_LINGER = 2.0
 SPREAD_DECAY = 0.01
+# On top, while several send: rounding, and clocks of machines a little apart.
+SHARED_MARGIN = 0.002
 _LONG_AGO = datetime(2000, 1, 1, tzinfo=UTC)  # a new row: the bucket is full
 
 
@@ -128,12 +137,13 @@ class Level:
 
 
 def grant(level: Level, *, want: int, now: float, rate: float, burst: float = BURST,
-          ahead: float = AHEAD, cost: float = 1.0) -> tuple[Level, list[float]]:
+          ahead: float = AHEAD, cost: float = 1.0, gap: float = 0.0
+          ) -> tuple[Level, list[float]]:
     """Slots for up to `want` units (at least one): seconds from `now`, `cost`/rate apart
-    (each unit costing `cost` tokens, one or more), none further than `ahead` but the first;
-    and the bucket's level after them."""
+    (each unit costing `cost` tokens, one or more), the first `gap` seconds later than it
+    would be, none further than `ahead` but the first; and the bucket's level after them."""
     start = max(now, level.at)  # another clock ran ahead: never refill backwards
-    tokens = min(burst, level.tokens + (start - level.at) * rate)
+    tokens = min(burst, level.tokens + (start - level.at) * rate) - gap * rate
     count = max(1, min(want, math.floor((tokens + ahead * rate - 1) / cost + 1e-9) + 1))
     slots = [start - now + max(0.0, ((n - 1) * cost + 1 - tokens) / rate)
              for n in range(1, count + 1)]
@@ -142,8 +152,9 @@ def grant(level: Level, *, want: int, now: float, rate: float, burst: float = BU
 
 def shared_cost(pace: float, spread: float) -> float:
     """What a slot costs while several processes send (see "Several processes" above): with
-    `pace` the rate's share of the limit, `limit` + 1 slots span 1 + LATE + `spread` s."""
-    return max(1.0, pace * (1.0 + LATE + spread))
+    `pace` the rate's share of the limit, `limit` + 1 slots span 1 s + LATE + `spread` +
+    SHARED_MARGIN."""
+    return max(1.0, pace * (1.0 + LATE + spread + SHARED_MARGIN))
 
 
 def paused(level: Level, *, seconds: float, now: float, rate: float,
@@ -198,6 +209,7 @@ class _Row:
     holder: str | None
     shared_until: float
     spread: float
+    spread_at: float
 
 
 def _locked_row(conn: Connection, channel: str,
@@ -214,8 +226,9 @@ def _locked_row(conn: Connection, channel: str,
             channel=channel, tokens=BURST, updated_at=_LONG_AGO).on_conflict_do_nothing())
         row = conn.execute(query).one()
     shared = row.shared_until.timestamp() if row.shared_until is not None else 0.0
+    spread_at = row.spread_at.timestamp() if row.spread_at is not None else 0.0
     return _Row(Level(float(row.tokens), row.updated_at.timestamp()), row.holder, shared,
-                float(row.spread)), clock()
+                float(row.spread), spread_at), clock()
 
 
 def _store(conn: Connection, channel: str, level: Level, **extra: object) -> None:
@@ -223,25 +236,33 @@ def _store(conn: Connection, channel: str, level: Level, **extra: object) -> Non
         tokens=level.tokens, updated_at=datetime.fromtimestamp(level.at, UTC), **extra))
 
 
-def reserve_slots(conn: Connection, channel: str, *, want: int, rate: float,
-                  lead: float = 0.0, holder: str = "", spread: float = 0.0,
-                  pace: float = PACE, clock: Callable[[], float] = time.time
-                  ) -> tuple[float, list[float]]:
+def reserve_slots(conn: Connection, channel: str, *, want: int, rate: float, holder: str,
+                  lead: float = 0.0, spread: float = 0.0, pace: float = PACE,
+                  clock: Callable[[], float] = time.time) -> tuple[float, list[float]]:
     """Up to `want` slots of `channel` (at least one), none sooner than `lead` seconds from
     now (the time the answer takes to reach the process): the database's clock now, and
     the slots in seconds after it.
 
     `holder` names the process asking, `spread` is its guard; `pace` is `rate`'s share of
     the provider's limit. While another process reserves too, slots are spaced wider
-    (`shared_cost`)."""
+    (`shared_cost`), and the first of them leaves a gap after the slots given before."""
     row, now = _locked_row(conn, channel, clock)
+    was_shared = row.shared_until > now
     shared_until = row.shared_until
     if row.holder is not None and row.holder != holder and now - row.level.at < SHARED_SEEN:
         shared_until = max(shared_until, now + SHARED_LINGER)
-    spread = max(spread, row.spread - max(0.0, now - row.level.at) * SPREAD_DECAY)
-    cost = shared_cost(pace, spread) if shared_until > now else 1.0
-    level, slots = grant(row.level, want=want, now=now + lead, rate=rate, cost=cost)
-    _store(conn, channel, level, holder=holder[:16], spread=spread,
+    held = max(0.0, now - row.spread_at - SHARED_LINGER)  # the largest one holds a while
+    stored = max(0.0, row.spread - held * SPREAD_DECAY)
+    largest = max(spread, stored)
+    kept = (spread, now) if spread >= stored else (row.spread, row.spread_at)
+    cost, gap = 1.0, 0.0
+    if shared_until > now:
+        cost = shared_cost(pace, largest)
+        if not was_shared:  # the slots before were spaced for one process
+            gap = LATE + largest + SHARED_MARGIN
+    level, slots = grant(row.level, want=want, now=now + lead, rate=rate, cost=cost, gap=gap)
+    _store(conn, channel, level, holder=holder[:16], spread=kept[0],
+           spread_at=datetime.fromtimestamp(kept[1], UTC),
            shared_until=datetime.fromtimestamp(shared_until, UTC) if shared_until else None)
     return now, [lead + slot for slot in slots]
 

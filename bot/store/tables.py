@@ -298,4 +298,5 @@ send_budgets = Table(
     Column("holder", String(16)),  # the process that reserved last (a name it drew)
     Column("shared_until", UTCDateTime()),  # several processes send until then
     Column("spread", Float, nullable=False, server_default="0"),  # seconds, see ratelimit
+    Column("spread_at", UTCDateTime()),  # when that spread was reported
 )

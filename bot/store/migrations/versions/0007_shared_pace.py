@@ -5,8 +5,8 @@ after its instant, and the time from a handout to the provider varies more on a 
 machine than the pace's margin allows (at 1,000/s, 8 ms): measured, six 429s in 20 s with
 two processes. The row now says who reserved last (`holder`, a name drawn by each process),
 until when several processes count as sending (`shared_until`), and the largest spread of
-the time their sends take (`spread`, seconds, decaying): while several send, slots are
-spaced wider by that much (see `bot.delivery.ratelimit`).
+the time their sends take (`spread`, seconds) with when it was reported (`spread_at`):
+while several send, slots are spaced wider by that much (see `bot.delivery.ratelimit`).
 
 Revision ID: 0007
 Revises: 0006
@@ -29,10 +29,12 @@ def upgrade() -> None:
         batch.add_column(sa.Column("shared_until", sa.DateTime(timezone=True), nullable=True))
         batch.add_column(sa.Column("spread", sa.Float(), nullable=False,
                                    server_default="0"))
+        batch.add_column(sa.Column("spread_at", sa.DateTime(timezone=True), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("send_budgets") as batch:
+        batch.drop_column("spread_at")
         batch.drop_column("spread")
         batch.drop_column("shared_until")
         batch.drop_column("holder")
