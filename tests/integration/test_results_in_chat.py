@@ -155,7 +155,8 @@ async def test_a_vote_over_never_asks_to_vote(sqlite_app: App, sender: Recording
     clock.advance(days=12)  # "Budget des lycées": its vote closed, nobody voted
     await sqlite_app.refresh_catalog()
     page = await _page(me, title="Budget des lycées")
-    assert page.startswith("Budget des lycées\nLe vote est terminé ; Votz n'a reçu aucun vote.\n"
+    assert page.startswith("Budget des lycées\n"
+                           "Le vote est terminé ; Votz n'a enregistré aucun vote.\n"
                            "1 Autres campagnes")
     assert "Choisissez" not in page
 
