@@ -2,6 +2,7 @@
 
     python bench/broadcast.py [--people 500000] [--db sqlite|postgres|both]
                               [--mode free|paid|both] [--sample 30] [--processes 1]
+                              [--join-after S]
 
 A fresh database gets `--people` Telegram participants (consenting, active, announcements
 on; mostly French, some English and Occitan), written by one INSERT … SELECT from a generated
@@ -10,8 +11,9 @@ in one INSERT … SELECT (the target on SQLite: 5 s).
 
 Then the queue drains through a fake Bot API (`bot.testing.fake_telegram`, its own process)
 that enforces Telegram's flood limits on a sliding one-second window and answers 429 with
-retry_after beyond them, to `--processes` `votz run` (its own processes, seen from outside),
-in each mode in turn on the same queue:
+retry_after beyond them, to `--processes` `votz run` (its own processes, seen from outside;
+with `--join-after S`, all but the first start S seconds into the drain), in each mode in
+turn on the same queue:
 - free: `VOTZ_TELEGRAM_MESSAGES_PER_SECOND` at its default (30), the fake's limit 30/s;
 - paid: `VOTZ_TELEGRAM_PAID_BROADCAST=1` (1,000/s unless set), the fake's paid limit 1,000/s.
 Draining 500,000 messages at 30/s takes more than four hours: each mode drains a sample
@@ -191,9 +193,10 @@ def drain(url: str, mode: Mode, folder: Path, args: argparse.Namespace) -> dict[
             env=base, cwd=folder, log=folder / f"fake-{mode.name}.log"))
         wait_until(lambda: _answers(fake_url + "/fake/summary"), "the fake Bot API")
         before = httpx.get(fake_url + "/fake/summary", timeout=10).json()
-        votz = []
+        votz: list[subprocess.Popen[bytes]] = []
         profiles = []
-        for n in range(args.processes):
+
+        def start(n: int) -> None:
             port = free_port()
             env = {**base, "VOTZ_DATABASE_URL": url, "VOTZ_HTTP_PORT": str(port),
                    "VOTZ_INSTANCE": f"bench-{mode.name}-{n}", "VOTZ_TELEGRAM_TOKEN": TOKEN,
@@ -206,13 +209,23 @@ def drain(url: str, mode: Mode, folder: Path, args: argparse.Namespace) -> dict[
             process = stack.enter_context(running(
                 command, env=env, cwd=folder, log=folder / f"votz-{mode.name}-{n}.log"))
             votz.append(process)
-            wait_until(lambda port=port: _answers(f"http://127.0.0.1:{port}/healthz"),
+            wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"),
                        "votz run to answer /healthz", timeout=60)
+
+        joining = range(1, args.processes) if args.join_after is not None else range(0)
+        for n in range(args.processes):
+            if n not in joining:
+                start(n)
         started = time.time()
         wait_until(lambda: _summary(fake_url)["sent"] > before["sent"],
                    "the first message at the fake", timeout=60)
         first = time.time()
         sample_from = first + args.warmup
+        if joining:  # the others join a drain under way; the sample starts after them
+            time.sleep(args.join_after or 0.0)
+            for n in joining:
+                start(n)
+            sample_from = time.time() + args.warmup
         sample_to = sample_from + args.sample
         time.sleep(max(0.0, sample_from - time.time()))
         cpu = [cpu_seconds(p.pid) for p in (*votz, fake)]
@@ -229,7 +242,7 @@ def drain(url: str, mode: Mode, folder: Path, args: argparse.Namespace) -> dict[
     sampled = [t for t in arrivals if sample_from <= t < sample_to]
     return {"mode": mode, "sent": len(arrivals), "sampled": len(sampled),
             "rate": len(sampled) / args.sample, "busiest": busiest_second(arrivals),
-            "flooded": report["flooded"], "rss": rss, "warmup": args.warmup,
+            "flooded": report["flooded"], "rss": rss, "warmup": sample_from - first,
             "tightest": tightest(tried, mode.limit),
             "first_after": first - started, "profiles": profiles, "load": load,
             "cpu": [seconds / args.sample for seconds in cpu],
@@ -281,8 +294,10 @@ def report(name: str, where: str, prepared: dict[str, Any], drains: list[dict[st
         mode: Mode = d["mode"]
         share = d["rate"] / mode.limit
         niced = f" (it and the fake at nice {args.nice})" if args.nice else ""
+        if args.join_after is not None and args.processes > 1:
+            niced += f", all but one joining {args.join_after:g} s into the drain"
         print(f"  {mode.name} ({mode.limit:,}/s at the fake), {args.processes} votz run{niced}: "
-              f"sample {d['warmup']:g}–{d['warmup'] + args.sample:g} s after the first "
+              f"sample {d['warmup']:.0f}–{d['warmup'] + args.sample:.0f} s after the first "
               f"message ({args.sample:g} s of a queue that would take "
               f"{prepared['queued'] / mode.limit / 3600:.1f} h to drain)")
         # Several processes space their slots wider (ratelimit.shared_cost): the 99 % target
@@ -353,6 +368,10 @@ def main() -> None:
     parser.add_argument("--processes", type=int, default=1,
                         help="`votz run` processes draining together (PostgreSQL for more "
                              "than one machine; on SQLite they share the file)")
+    parser.add_argument("--join-after", type=float, default=None, metavar="S",
+                        help="start the processes after the first S seconds into the "
+                             "drain, not with it (the moment a second one joins; the "
+                             "sample starts --warmup seconds after they joined)")
     parser.add_argument("--nice", type=int, default=0, metavar="N",
                         help="run the fake Bot API and votz run at this niceness (-10: on a "
                              "shared machine, other work's CPU no longer adds to the jitter "
