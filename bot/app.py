@@ -28,7 +28,13 @@ from bot.metrics import Metrics
 from bot.scheduling.events import plan
 from bot.store.db import Database
 from bot.store.migrate import migrate
-from bot.store.repo import SaveReport, get_campaign, load_catalog, save_campaign
+from bot.store.repo import (
+    SaveReport,
+    SettledTallies,
+    get_campaign,
+    load_catalog,
+    save_campaign,
+)
 
 
 def load_engine(i18n: I18n, flows_dir: Path | None = None) -> tuple[FlowSet, Engine]:
@@ -40,7 +46,8 @@ class App:
     """Everything one Votz process needs, wired once; also the `Host` channels talk to."""
 
     def __init__(self, settings: Settings, db: Database, i18n: I18n, pipeline: Pipeline,
-                 dispatcher: Dispatcher, clock: Clock, metrics: Metrics | None = None) -> None:
+                 dispatcher: Dispatcher, clock: Clock, metrics: Metrics | None = None,
+                 settled: SettledTallies | None = None) -> None:
         self.settings = settings
         self.db = db
         self.i18n = i18n
@@ -48,6 +55,8 @@ class App:
         self.dispatcher = dispatcher
         self.clock = clock
         self.metrics = metrics if metrics is not None else Metrics()
+        # Tallies of votes whose results are settled, kept between catalog refreshes.
+        self.settled: SettledTallies = settled if settled is not None else {}
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -70,7 +79,8 @@ class App:
                       application_name=f"votz {settings.instance_name}")
         try:
             await migrate(db)
-            catalog = await db.run(lambda conn: load_catalog(conn, clock()))
+            settled: SettledTallies = {}
+            catalog = await db.run(lambda conn: load_catalog(conn, clock(), settled))
         except BaseException:
             await db.close()
             raise
@@ -87,7 +97,7 @@ class App:
                                 windows=windows)
         pipeline = Pipeline(db, engine, i18n, engine_settings, catalog, clock=clock,
                             default_locale=settings.default_locale, on_queued=dispatcher.wake)
-        return cls(settings, db, i18n, pipeline, dispatcher, clock, metrics)
+        return cls(settings, db, i18n, pipeline, dispatcher, clock, metrics, settled)
 
     async def handle(self, inbound: Inbound) -> Handled:
         """An inbound message, from any channel, through the pipeline."""
@@ -125,7 +135,8 @@ class App:
 
     async def refresh_catalog(self) -> None:
         now = self.clock()
-        self.pipeline.catalog = await self.db.run(lambda conn: load_catalog(conn, now))
+        self.pipeline.catalog = await self.db.run(
+            lambda conn: load_catalog(conn, now, self.settled))
 
     async def close(self) -> None:
         await self.db.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Table, delete, func, select, update
@@ -223,14 +223,30 @@ def get_campaign(conn: Connection, slug: str) -> Campaign:
     return campaign_from_json(row.definition, row.id)
 
 
-def load_catalog(conn: Connection, now: datetime) -> Catalog:
+# A vote's tally is kept once its results phase has run this long: no ballot confirmed
+# before the vote closed is still being written by then (each takes one short transaction).
+RESULTS_SETTLED = timedelta(minutes=5)
+
+# Settled tallies, by campaign id: the campaign, its published proposals and how many
+# ballots it had when counted, and the standing.
+SettledTallies = dict[int, tuple[tuple[Campaign, tuple[Proposal, ...], int], Standing]]
+
+
+def load_catalog(conn: Connection, now: datetime,
+                 settled: SettledTallies | None = None) -> Catalog:
     """Campaigns, published proposals, and the winners of campaigns showing results now.
 
     Only published proposals: submitted, rejected and hidden ones are never offered to
     participants (lists, proposal pages, ballots, VOTE and SIGNALER codes).
 
     Tallies are read only for campaigns in their results phase: the catalog is reloaded
-    every 30 s by `votz run`, and campaigns still voting or long closed need none.
+    every 30 s by `votz run`, and campaigns still voting or long closed need none. Once a
+    results phase has run `RESULTS_SETTLED`, its ballots no longer change (a ballot is
+    checked against the phase when it is confirmed; erasure keeps counted ballots): the
+    tally is kept in `settled` (the caller's, one per process) and counted again only if
+    the campaign, its published proposals or its number of ballots change. With 200,000
+    ballots, counting them took 1.1 s of SQLite's one connection every 30 s; counting the
+    rows alone takes 7 ms.
     """
     rows = conn.execute(
         select(proposals).where(proposals.c.status == ProposalStatus.PUBLISHED)
@@ -245,12 +261,25 @@ def load_catalog(conn: Connection, now: datetime) -> Catalog:
     winners: dict[int, tuple[int, ...]] = {}
     standings: dict[int, Standing] = {}
     for campaign in campaigns_:
-        if campaign.phase_at(now) is Phase.RESULTS:
-            standing = Standing.of(campaign, [p for p in published.values()
-                                              if p.campaign_id == campaign.id],
-                                   counted_ballots(conn, campaign.id))
-            standings[campaign.id] = standing
-            winners[campaign.id] = tuple(line.proposal.id for line in standing.winners)
+        if campaign.phase_at(now) is not Phase.RESULTS:
+            continue
+        own = tuple(sorted((p for p in published.values() if p.campaign_id == campaign.id),
+                           key=lambda p: p.id))
+        kept = settled.get(campaign.id) if settled is not None else None
+        key = (campaign, own, _ballot_count(conn, campaign.id)) if kept is not None else None
+        if kept is not None and kept[0] == key:
+            standing = kept[1]
+        else:
+            cast = counted_ballots(conn, campaign.id)
+            standing = Standing.of(campaign, list(own), cast)
+            window = campaign.window(Phase.RESULTS)
+            if settled is not None and window and now - window.start >= RESULTS_SETTLED:
+                settled[campaign.id] = ((campaign, own, len(cast)), standing)
+        standings[campaign.id] = standing
+        winners[campaign.id] = tuple(line.proposal.id for line in standing.winners)
+    if settled is not None:
+        for gone in settled.keys() - standings.keys():  # no longer showing results
+            del settled[gone]
     return Catalog(campaigns=campaigns_, proposals=published, winners=winners,
                    results=standings)
 
@@ -274,6 +303,11 @@ def moderate(conn: Connection, proposal_ids: Sequence[int], status: str) -> int:
         update(proposals).where(proposals.c.id.in_(proposal_ids)).values(status=status)
     )
     return result.rowcount or 0
+
+
+def _ballot_count(conn: Connection, campaign_id: int) -> int:
+    return int(conn.execute(select(func.count()).select_from(ballots).where(
+        ballots.c.campaign_id == campaign_id)).scalar_one())
 
 
 def counted_ballots(conn: Connection, campaign_id: int) -> list[CastBallot]:

@@ -12,8 +12,10 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import update
 
 from bot.app import App, load_engine
 from bot.channels.base import Inbound, Reply, numbered
@@ -28,12 +30,15 @@ from bot.conversation.engine import (
     Turn,
     render,
 )
+from bot.domain.campaigns import Phase
 from bot.domain.catalog import Catalog
 from bot.domain.participants import Profile
 from bot.domain.results import CastBallot, Standing
 from bot.i18n import I18n
 from bot.staff.audit import MAX_SEGMENTS, screens, shipped_catalog
 from bot.staff.results import campaign_results
+from bot.store.repo import RESULTS_SETTLED
+from bot.store.tables import ballots
 from tests.conftest import FixedClock, Person, RecordingSender, code_of
 
 # Twelve voters in the poll "Sondage terminé" (open 40 to 30 days ago): 31 six for Oui,
@@ -100,6 +105,52 @@ async def test_results_are_counted_when_the_catalog_loads(
     assert "\n2 votants ont retenu :\n" in await _page(people[0])
     await sqlite_app.refresh_catalog()  # ...until it is reloaded (every 30 s by `votz run`)
     assert "\n3 votants ont retenu :\n" in await _page(late[0])
+
+
+async def test_a_settled_tally_is_kept_until_its_campaign_or_ballots_change(
+        app: App, sender: RecordingSender, clock: FixedClock) -> None:
+    """Results out for a month ("closed"): counted once, then kept between reloads of the
+    catalog, and counted again when a ballot appears (the count of rows is read each time,
+    not the ballots) or the published proposals change. A tally whose results phase began
+    less than RESULTS_SETTLED ago is never kept (a ballot may still be being written)."""
+    people = await _vote(app, sender, clock, [("31000", "Oui")] * 2)
+    await app.refresh_catalog()
+    closed = next(c for c in app.pipeline.catalog.campaigns if c.slug == "closed")
+    assert app.pipeline.catalog.results[closed.id].ballots == 2
+    assert app.settled[closed.id][1].ballots == 2
+    yes = code_of(app, "Oui")
+
+    # The same ballots, read again behind the tally's back: the tally is not recounted.
+    no = next(p.id for p in app.pipeline.catalog.proposals.values() if p.title["fr"] == "Non")
+
+    def behind_its_back(conn: Any) -> None:  # ballots changed outside Votz (never in use)
+        conn.execute(update(ballots).where(ballots.c.campaign_id == closed.id).values(
+            choices=str(no)))
+
+    await app.db.run(behind_its_back)
+    await app.refresh_catalog()
+    assert app.pipeline.catalog.results[closed.id].ballots == 2
+    assert [line.proposal.code for line in app.pipeline.catalog.results[closed.id].winners] \
+        == [yes]  # kept: counted before the rows were changed
+    # One more ballot: the count differs, everything is counted again.
+    late = await _vote(app, sender, clock, [("31000", "Non")], first=50)
+    await app.refresh_catalog()
+    standing = app.pipeline.catalog.results[closed.id]
+    assert standing.ballots == 3 and [line.proposal.code for line in standing.winners] == \
+        [code_of(app, "Non")]
+    assert "\n3 votants ont retenu :\n" in await _page(late[0])
+    assert people
+
+    # A campaign whose results came out a minute ago: counted at every reload, never kept.
+    lycees = next(c for c in app.pipeline.catalog.campaigns if c.slug == "budget")
+    window = lycees.window(Phase.RESULTS)
+    assert window is not None
+    clock.advance(seconds=(window.start - clock()).total_seconds() + 60)
+    await app.refresh_catalog()
+    assert lycees.id in app.pipeline.catalog.results and lycees.id not in app.settled
+    clock.advance(seconds=RESULTS_SETTLED.total_seconds())  # settled now
+    await app.refresh_catalog()
+    assert lycees.id in app.settled and closed.id in app.settled
 
 
 async def test_one_voter_is_one_votant(sqlite_app: App, sender: RecordingSender,
