@@ -30,7 +30,7 @@ from bot.store.db import Database
 from bot.store.migrate import migrate
 from bot.store.repo import (
     SaveReport,
-    SettledTallies,
+    Tallies,
     get_campaign,
     load_catalog,
     save_campaign,
@@ -46,8 +46,8 @@ class App:
     """Everything one Votz process needs, wired once; also the `Host` channels talk to."""
 
     def __init__(self, settings: Settings, db: Database, i18n: I18n, pipeline: Pipeline,
-                 dispatcher: Dispatcher, clock: Clock, metrics: Metrics | None = None,
-                 settled: SettledTallies | None = None) -> None:
+                 dispatcher: Dispatcher, clock: Clock, metrics: Metrics | None = None
+                 ) -> None:
         self.settings = settings
         self.db = db
         self.i18n = i18n
@@ -55,8 +55,6 @@ class App:
         self.dispatcher = dispatcher
         self.clock = clock
         self.metrics = metrics if metrics is not None else Metrics()
-        # Tallies of votes whose results are settled, kept between catalog refreshes.
-        self.settled: SettledTallies = settled if settled is not None else {}
 
     @classmethod
     @contextlib.asynccontextmanager
@@ -79,8 +77,8 @@ class App:
                       application_name=f"votz {settings.instance_name}")
         try:
             await migrate(db)
-            settled: SettledTallies = {}
-            catalog = await db.run(lambda conn: load_catalog(conn, clock(), settled))
+            tallies = Tallies()  # kept between reloads of the catalog, by the pipeline too
+            catalog = await db.run(lambda conn: load_catalog(conn, clock(), tallies))
         except BaseException:
             await db.close()
             raise
@@ -96,8 +94,9 @@ class App:
                                 metrics=metrics,
                                 windows=windows)
         pipeline = Pipeline(db, engine, i18n, engine_settings, catalog, clock=clock,
-                            default_locale=settings.default_locale, on_queued=dispatcher.wake)
-        return cls(settings, db, i18n, pipeline, dispatcher, clock, metrics, settled)
+                            default_locale=settings.default_locale, on_queued=dispatcher.wake,
+                            tallies=tallies)
+        return cls(settings, db, i18n, pipeline, dispatcher, clock, metrics)
 
     async def handle(self, inbound: Inbound) -> Handled:
         """An inbound message, from any channel, through the pipeline."""
@@ -136,7 +135,7 @@ class App:
     async def refresh_catalog(self) -> None:
         now = self.clock()
         self.pipeline.catalog = await self.db.run(
-            lambda conn: load_catalog(conn, now, self.settled))
+            lambda conn: load_catalog(conn, now, self.pipeline.tallies))
 
     async def close(self) -> None:
         await self.db.close()

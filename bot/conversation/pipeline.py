@@ -72,6 +72,7 @@ from bot.store.compiled import Runner
 from bot.store.db import Database
 from bot.store.repo import (
     ProposalStatus,
+    Tallies,
     campaign_from_json,
     erase_participant,
     insert_for,
@@ -246,8 +247,10 @@ class Pipeline:
         clock: Clock = utcnow,
         default_locale: str = "fr",
         on_queued: Callable[[], None] | None = None,
+        tallies: Tallies | None = None,
     ) -> None:
         self.db = db
+        self.tallies = tallies if tallies is not None else Tallies()  # kept between reloads
         self.engine = engine
         self.i18n = i18n
         self.settings = settings
@@ -349,7 +352,7 @@ class Pipeline:
             # (a campaign reloaded, a proposal hidden) may have outdated: decide again on what
             # is stored now, in this transaction.
             log.info("conversation.catalog_stale participant=%s", profile.id)
-            self.catalog = load_catalog(conn, now)
+            self.catalog = load_catalog(conn, now, self.tallies)
             decision = self._decide(state, inbound, dataclasses.replace(ctx, catalog=self.catalog))
 
         results = self._apply(conn, sql, decision, profile, now)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -223,17 +223,26 @@ def get_campaign(conn: Connection, slug: str) -> Campaign:
     return campaign_from_json(row.definition, row.id)
 
 
-# A vote's tally is kept once its results phase has run this long: no ballot confirmed
-# before the vote closed is still being written by then (each takes one short transaction).
+# A vote's tally is kept once its results phase has run this long, and this process has seen
+# it showing results as long: no ballot confirmed before the vote closed is still being
+# written by then (each takes one short transaction), even when a reload closed the vote
+# early (its results phase then starts in the past).
 RESULTS_SETTLED = timedelta(minutes=5)
 
-# Settled tallies, by campaign id: the campaign, its published proposals and how many
-# ballots it had when counted, and the standing.
-SettledTallies = dict[int, tuple[tuple[Campaign, tuple[Proposal, ...], int], Standing]]
+
+@dataclass
+class Tallies:
+    """The tallies of one process's catalog, kept between reloads once settled. Touched
+    only inside `Database.run` (one thread on SQLite, the event loop's on PostgreSQL)."""
+
+    # Campaign id → (the campaign, its published proposals and how many ballots it had
+    # when counted), and the standing counted.
+    kept: dict[int, tuple[tuple[Campaign, tuple[Proposal, ...], int], Standing]] = field(
+        default_factory=dict)
+    seen: dict[int, datetime] = field(default_factory=dict)  # first seen showing results
 
 
-def load_catalog(conn: Connection, now: datetime,
-                 settled: SettledTallies | None = None) -> Catalog:
+def load_catalog(conn: Connection, now: datetime, tallies: Tallies | None = None) -> Catalog:
     """Campaigns, published proposals, and the winners of campaigns showing results now.
 
     Only published proposals: submitted, rejected and hidden ones are never offered to
@@ -243,8 +252,8 @@ def load_catalog(conn: Connection, now: datetime,
     every 30 s by `votz run`, and campaigns still voting or long closed need none. Once a
     results phase has run `RESULTS_SETTLED`, its ballots no longer change (a ballot is
     checked against the phase when it is confirmed; erasure keeps counted ballots): the
-    tally is kept in `settled` (the caller's, one per process) and counted again only if
-    the campaign, its published proposals or its number of ballots change. With 200,000
+    tally is kept in `tallies` (the process's) and counted again only if the campaign, its
+    published proposals or its number of ballots change. With 200,000
     ballots, counting them took 1.1 s of SQLite's one connection every 30 s; counting the
     rows alone takes 7 ms.
     """
@@ -265,7 +274,7 @@ def load_catalog(conn: Connection, now: datetime,
             continue
         own = tuple(sorted((p for p in published.values() if p.campaign_id == campaign.id),
                            key=lambda p: p.id))
-        kept = settled.get(campaign.id) if settled is not None else None
+        kept = tallies.kept.get(campaign.id) if tallies is not None else None
         key = (campaign, own, _ballot_count(conn, campaign.id)) if kept is not None else None
         if kept is not None and kept[0] == key:
             standing = kept[1]
@@ -273,13 +282,17 @@ def load_catalog(conn: Connection, now: datetime,
             cast = counted_ballots(conn, campaign.id)
             standing = Standing.of(campaign, list(own), cast)
             window = campaign.window(Phase.RESULTS)
-            if settled is not None and window and now - window.start >= RESULTS_SETTLED:
-                settled[campaign.id] = ((campaign, own, len(cast)), standing)
+            if tallies is not None and window is not None:
+                since = max(window.start, tallies.seen.setdefault(campaign.id, now))
+                if now - since >= RESULTS_SETTLED:
+                    tallies.kept[campaign.id] = ((campaign, own, len(cast)), standing)
         standings[campaign.id] = standing
         winners[campaign.id] = tuple(line.proposal.id for line in standing.winners)
-    if settled is not None:
-        for gone in settled.keys() - standings.keys():  # no longer showing results
-            del settled[gone]
+    if tallies is not None:  # no longer showing results: forgotten
+        for gone in tallies.kept.keys() - standings.keys():
+            del tallies.kept[gone]
+        for gone in tallies.seen.keys() - standings.keys():
+            del tallies.seen[gone]
     return Catalog(campaigns=campaigns_, proposals=published, winners=winners,
                    results=standings)
 

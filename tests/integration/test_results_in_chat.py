@@ -9,6 +9,7 @@ counted when the catalog loads, not at every message.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +39,7 @@ from bot.i18n import I18n
 from bot.staff.audit import MAX_SEGMENTS, screens, shipped_catalog
 from bot.staff.results import campaign_results
 from bot.store.repo import RESULTS_SETTLED
-from bot.store.tables import ballots
+from bot.store.tables import ballots, proposals
 from tests.conftest import FixedClock, Person, RecordingSender, code_of
 
 # Twelve voters in the poll "Sondage terminé" (open 40 to 30 days ago): 31 six for Oui,
@@ -109,48 +110,62 @@ async def test_results_are_counted_when_the_catalog_loads(
 
 async def test_a_settled_tally_is_kept_until_its_campaign_or_ballots_change(
         app: App, sender: RecordingSender, clock: FixedClock) -> None:
-    """Results out for a month ("closed"): counted once, then kept between reloads of the
-    catalog, and counted again when a ballot appears (the count of rows is read each time,
-    not the ballots) or the published proposals change. A tally whose results phase began
-    less than RESULTS_SETTLED ago is never kept (a ballot may still be being written)."""
-    people = await _vote(app, sender, clock, [("31000", "Oui")] * 2)
+    """Results out for a month ("closed"): counted at every reload until this process has
+    seen them for RESULTS_SETTLED, then kept, and counted again when the number of ballots
+    (read at each reload, not the ballots) or the published proposals change."""
+    await _vote(app, sender, clock, [("31000", "Oui")] * 2)
     await app.refresh_catalog()
+    tallies = app.pipeline.tallies
     closed = next(c for c in app.pipeline.catalog.campaigns if c.slug == "closed")
-    assert app.pipeline.catalog.results[closed.id].ballots == 2
-    assert app.settled[closed.id][1].ballots == 2
-    yes = code_of(app, "Oui")
+    yes, no = (next(p for p in app.pipeline.catalog.proposals.values()
+                    if p.title["fr"] == title) for title in ("Oui", "Non"))
 
-    # The same ballots, read again behind the tally's back: the tally is not recounted.
-    no = next(p.id for p in app.pipeline.catalog.proposals.values() if p.title["fr"] == "Non")
+    def winners() -> list[str]:
+        return [line.proposal.code for line in app.pipeline.catalog.results[closed.id].winners]
 
-    def behind_its_back(conn: Any) -> None:  # ballots changed outside Votz (never in use)
-        conn.execute(update(ballots).where(ballots.c.campaign_id == closed.id).values(
-            choices=str(no)))
+    def all_ballots_for(proposal_id: int) -> Callable[[Any], None]:
+        def change(conn: Any) -> None:  # behind Votz's back: never happens in use
+            conn.execute(update(ballots).where(ballots.c.campaign_id == closed.id).values(
+                choices=str(proposal_id)))
+        return change
 
-    await app.db.run(behind_its_back)
+    # Seen showing results only now (though out for a month): counted, not kept yet.
+    assert app.pipeline.catalog.results[closed.id].ballots == 2 and winners() == [yes.code]
+    assert closed.id not in tallies.kept
+    await app.db.run(all_ballots_for(no.id))
     await app.refresh_catalog()
-    assert app.pipeline.catalog.results[closed.id].ballots == 2
-    assert [line.proposal.code for line in app.pipeline.catalog.results[closed.id].winners] \
-        == [yes]  # kept: counted before the rows were changed
-    # One more ballot: the count differs, everything is counted again.
+    assert winners() == [no.code]  # counted again
+    clock.advance(seconds=RESULTS_SETTLED.total_seconds())
+    await app.refresh_catalog()
+    assert closed.id in tallies.kept
+
+    # Settled: the same number of ballots, changed behind its back, is not counted again...
+    await app.db.run(all_ballots_for(yes.id))
+    await app.refresh_catalog()
+    assert winners() == [no.code]
+    # ...one more ballot is (3: the two changed to Oui and a new Non)...
     late = await _vote(app, sender, clock, [("31000", "Non")], first=50)
     await app.refresh_catalog()
-    standing = app.pipeline.catalog.results[closed.id]
-    assert standing.ballots == 3 and [line.proposal.code for line in standing.winners] == \
-        [code_of(app, "Non")]
+    assert app.pipeline.catalog.results[closed.id].ballots == 3 and winners() == [yes.code]
     assert "\n3 votants ont retenu :\n" in await _page(late[0])
-    assert people
+    # ...and so is a change of the published proposals (Oui hidden: its votes go).
+    await app.db.run(all_ballots_for(no.id))
+    await app.db.run(lambda conn: conn.execute(update(proposals).where(
+        proposals.c.id == yes.id).values(status="hidden")))
+    await app.refresh_catalog()
+    assert winners() == [no.code]
 
-    # A campaign whose results came out a minute ago: counted at every reload, never kept.
-    lycees = next(c for c in app.pipeline.catalog.campaigns if c.slug == "budget")
-    window = lycees.window(Phase.RESULTS)
+    # A campaign whose results came out a minute ago: counted at every reload, kept only
+    # once they have been out for RESULTS_SETTLED.
+    budget = next(c for c in app.pipeline.catalog.campaigns if c.slug == "budget")
+    window = budget.window(Phase.RESULTS)
     assert window is not None
     clock.advance(seconds=(window.start - clock()).total_seconds() + 60)
     await app.refresh_catalog()
-    assert lycees.id in app.pipeline.catalog.results and lycees.id not in app.settled
-    clock.advance(seconds=RESULTS_SETTLED.total_seconds())  # settled now
+    assert budget.id in app.pipeline.catalog.results and budget.id not in tallies.kept
+    clock.advance(seconds=RESULTS_SETTLED.total_seconds())
     await app.refresh_catalog()
-    assert lycees.id in app.settled and closed.id in app.settled
+    assert budget.id in tallies.kept and closed.id in tallies.kept
 
 
 async def test_one_voter_is_one_votant(sqlite_app: App, sender: RecordingSender,
