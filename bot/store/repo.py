@@ -223,10 +223,10 @@ def get_campaign(conn: Connection, slug: str) -> Campaign:
     return campaign_from_json(row.definition, row.id)
 
 
-# A vote's tally is kept once its results phase has run this long, and this process has seen
-# it showing results as long: no ballot confirmed before the vote closed is still being
-# written by then (each takes one short transaction), even when a reload closed the vote
-# early (its results phase then starts in the past).
+# A vote's tally is kept once its results phase has run this long, and its campaign was last
+# saved as long ago: no ballot confirmed before the vote closed is still being written by
+# then (each takes one short transaction), even when a reload closed the vote early (its
+# results phase then starts in the past).
 RESULTS_SETTLED = timedelta(minutes=5)
 
 
@@ -239,7 +239,6 @@ class Tallies:
     # when counted), and the standing counted.
     kept: dict[int, tuple[tuple[Campaign, tuple[Proposal, ...], int], Standing]] = field(
         default_factory=dict)
-    seen: dict[int, datetime] = field(default_factory=dict)  # first seen showing results
 
 
 def load_catalog(conn: Connection, now: datetime, tallies: Tallies | None = None) -> Catalog:
@@ -250,7 +249,8 @@ def load_catalog(conn: Connection, now: datetime, tallies: Tallies | None = None
 
     Tallies are read only for campaigns in their results phase: the catalog is reloaded
     every 30 s by `votz run`, and campaigns still voting or long closed need none. Once a
-    results phase has run `RESULTS_SETTLED`, its ballots no longer change (a ballot is
+    results phase has run `RESULTS_SETTLED` (and its campaign was saved as long ago), its
+    ballots no longer change (a ballot is
     checked against the phase when it is confirmed; erasure keeps counted ballots): the
     tally is kept in `tallies` (the process's) and counted again only if the campaign, its
     published proposals or its number of ballots change. With 200,000
@@ -283,16 +283,15 @@ def load_catalog(conn: Connection, now: datetime, tallies: Tallies | None = None
             standing = Standing.of(campaign, list(own), cast)
             window = campaign.window(Phase.RESULTS)
             if tallies is not None and window is not None:
-                since = max(window.start, tallies.seen.setdefault(campaign.id, now))
-                if now - since >= RESULTS_SETTLED:
+                saved = conn.execute(select(campaigns.c.updated_at).where(
+                    campaigns.c.id == campaign.id)).scalar_one()
+                if now - max(window.start, saved) >= RESULTS_SETTLED:
                     tallies.kept[campaign.id] = ((campaign, own, len(cast)), standing)
         standings[campaign.id] = standing
         winners[campaign.id] = tuple(line.proposal.id for line in standing.winners)
     if tallies is not None:  # no longer showing results: forgotten
         for gone in tallies.kept.keys() - standings.keys():
             del tallies.kept[gone]
-        for gone in tallies.seen.keys() - standings.keys():
-            del tallies.seen[gone]
     return Catalog(campaigns=campaigns_, proposals=published, winners=winners,
                    results=standings)
 

@@ -110,9 +110,10 @@ async def test_results_are_counted_when_the_catalog_loads(
 
 async def test_a_settled_tally_is_kept_until_its_campaign_or_ballots_change(
         app: App, sender: RecordingSender, clock: FixedClock) -> None:
-    """Results out for a month ("closed"): counted at every reload until this process has
-    seen them for RESULTS_SETTLED, then kept, and counted again when the number of ballots
-    (read at each reload, not the ballots) or the published proposals change."""
+    """Results out for a month ("closed"): counted at every reload until RESULTS_SETTLED
+    after the campaign was last saved (a reload may have closed its vote early), then kept,
+    and counted again when the number of ballots (read at each reload, not the ballots) or
+    the published proposals change."""
     await _vote(app, sender, clock, [("31000", "Oui")] * 2)
     await app.refresh_catalog()
     tallies = app.pipeline.tallies
@@ -129,7 +130,7 @@ async def test_a_settled_tally_is_kept_until_its_campaign_or_ballots_change(
                 choices=str(proposal_id)))
         return change
 
-    # Seen showing results only now (though out for a month): counted, not kept yet.
+    # Saved only now (its results out for a month): counted, not kept yet.
     assert app.pipeline.catalog.results[closed.id].ballots == 2 and winners() == [yes.code]
     assert closed.id not in tallies.kept
     await app.db.run(all_ballots_for(no.id))
