@@ -278,19 +278,18 @@ class SharedLevel:
     """The bucket in the channel's `send_budgets` row: shared by every process on `db`."""
 
     def __init__(self, db: Database, channel: str, rate: float, *,
-                 pace: float = PACE, clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time) -> None:
         self.clock = clock  # the wall clock: every process's slots are instants of it
         self.db = db
         self.channel = channel
         self.rate = rate
-        self.pace = pace
         self.name = secrets.token_hex(8)  # this process, in the row: 16 characters
 
     async def reserve(self, want: int, *, lead: float = 0.0,
                       spread: float = 0.0) -> tuple[float, list[float]]:
         return await self.db.run(lambda conn: reserve_slots(
             conn, self.channel, want=want, rate=self.rate, lead=lead, holder=self.name,
-            spread=spread, pace=self.pace, clock=self.clock))
+            spread=spread, clock=self.clock))
 
     async def pause(self, seconds: float) -> None:
         await self.db.run(lambda conn: pause_channel(

@@ -250,12 +250,11 @@ def load_catalog(conn: Connection, now: datetime, tallies: Tallies | None = None
     Tallies are read only for campaigns in their results phase: the catalog is reloaded
     every 30 s by `votz run`, and campaigns still voting or long closed need none. Once a
     results phase has run `RESULTS_SETTLED` (and its campaign was saved as long ago), its
-    ballots no longer change (a ballot is
-    checked against the phase when it is confirmed; erasure keeps counted ballots): the
-    tally is kept in `tallies` (the process's) and counted again only if the campaign, its
-    published proposals or its number of ballots change. With 200,000
-    ballots, counting them took 1.1 s of SQLite's one connection every 30 s; counting the
-    rows alone takes 7 ms.
+    ballots no longer change (a ballot is checked against the phase when it is confirmed;
+    erasure keeps counted ballots): the tally is kept in `tallies` (the process's) and
+    counted again only if the campaign, its published proposals or its number of ballots
+    change. With 200,000 ballots, counting them took 1.1 s of SQLite's one connection
+    every 30 s; counting the rows alone takes 7 ms.
     """
     rows = conn.execute(
         select(proposals).where(proposals.c.status == ProposalStatus.PUBLISHED)
